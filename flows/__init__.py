@@ -1,0 +1,1 @@
+"""Thin Prefect flows and the `tcmr` command: orchestration only, no domain logic."""

@@ -1,0 +1,1 @@
+"""The TCMR model: backbone, SMPL layer, temporal encoder, regressor, losses, metrics, checkpoints."""

@@ -1,0 +1,1 @@
+"""Prefect-free domain logic: dataset readers, joints, crops, occlusion, features, windows."""

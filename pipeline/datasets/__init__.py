@@ -1,0 +1,1 @@
+"""One reader module per dataset, all yielding `records.SequenceRecord`."""

@@ -1,0 +1,102 @@
+"""The one schema every dataset reader yields: a sequence of one tracked person.
+
+Arrays are frame-major (T frames) and use the store's 49-joint layout
+(`storage.layout.SPIN_JOINT_NAMES`). Missing values are masked, never faked: a joint a
+dataset does not provide has confidence / validity 0 and coordinates 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """Where one frame's pixels come from: an image file, a video frame, or encoded bytes."""
+
+    path: str
+    """Image file, or video file when `frame` is set; for `data` the file the bytes came from."""
+    frame: int | None = None
+    """0-based frame number inside the video at `path`."""
+    data: bytes | None = None
+    """Encoded image bytes (e.g. the JPEG crops inside a TFRecord)."""
+
+    @property
+    def kind(self) -> str:
+        if self.data is not None:
+            return "bytes"
+        return "video" if self.frame is not None else "image"
+
+
+@dataclass
+class SequenceRecord:
+    """One unbroken track of one person, in the store's layout.
+
+    Shapes (T frames): images [T]; frame_index [T] int64 (frame number in the source);
+    joints2d [T, 49, 3] float32 (pixels x, y, confidence); joints3d [T, 49, 4] float32
+    (metres x, y, z, valid); pose [T, 72] and shape [T, 10] float32 with has_smpl [T]
+    bool; bbox [T, 4] float32 (cx, cy, w, h in pixels, square by the dataset's rule);
+    valid [T] bool (frame usable for evaluation, e.g. 3DPW campose_valid).
+    """
+
+    dataset: str
+    split: str
+    name: str
+    person_id: int
+    fps: float
+    images: list[ImageRef]
+    frame_index: np.ndarray
+    joints2d: np.ndarray
+    joints3d: np.ndarray
+    pose: np.ndarray
+    shape: np.ndarray
+    has_smpl: np.ndarray
+    bbox: np.ndarray
+    valid: np.ndarray
+    content_hash: str
+    camera: dict[str, np.ndarray] | None = None
+    crop_scale: float = 1.2
+    """Crop scale the dataset's official rule applies to `bbox` when extracting features."""
+    already_cropped: bool = False
+    """True when frames are already 224x224 person crops (InstaVariety): no warp."""
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def has_3d(self) -> np.ndarray:
+        """Per-frame flag: at least one valid 3D joint."""
+        return self.joints3d[..., 3].any(axis=1)
+
+    def check(self) -> None:
+        """Raise ValueError naming the first array whose shape or values break the schema."""
+        t = len(self.images)
+        expected = {
+            "frame_index": (t,), "joints2d": (t, 49, 3), "joints3d": (t, 49, 4),
+            "pose": (t, 72), "shape": (t, 10), "has_smpl": (t,), "bbox": (t, 4), "valid": (t,),
+        }  # fmt: skip
+        for name, shape in expected.items():
+            value = getattr(self, name)
+            if value.shape != shape:
+                raise ValueError(f"{self.key}: field {name} has shape {value.shape}, expected {shape}")
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise ValueError(f"{self.key}: field {name} contains NaN or inf")
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset}/{self.split}/{self.name}/person{self.person_id}"
+
+
+def hash_files(paths: list[Path | str], extra: bytes = b"") -> str:
+    """Content hash (sha256) of the source files a record was read from, in order."""
+    digest = hashlib.sha256(extra)
+    for path in paths:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
