@@ -100,3 +100,32 @@ def hash_files(paths: list[Path | str], extra: bytes = b"") -> str:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A sequence, person or frame range a reader left out, and why."""
+
+    key: str
+    """What was skipped, e.g. `3dpw/train/courtyard_basketball_00/person1`."""
+    file: str
+    """The source file the problem is in."""
+    field: str
+    """The field or array concerned (e.g. `poses2d`, `video frames`)."""
+    reason: str
+
+
+@dataclass
+class Quarantine:
+    """Skips collected while reading a dataset; the caller reads, saves or reports them."""
+
+    skips: list[Skip] = field(default_factory=list)
+
+    def add(self, key: str, file: Path | str, field_name: str, reason: str) -> None:
+        self.skips.append(Skip(key, str(file), field_name, reason))
+
+    def __len__(self) -> int:
+        return len(self.skips)
+
+    def as_rows(self) -> list[dict[str, str]]:
+        return [vars(skip) for skip in self.skips]
