@@ -25,6 +25,28 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+@app.callback()
+def root() -> None:
+    """TCMR pipeline: datasets -> Zarr feature stores -> training, evaluation, inference."""
+
+
+@app.command("settings")
+def show_settings() -> None:
+    """Print the settings in force and which base-data files are present."""
+    from storage.settings import BASE_DATA_ORIGINS, config_file, get_settings
+
+    settings = get_settings()
+    typer.echo(f"config file: {config_file()} ({'found' if config_file().exists() else 'absent'})")
+    for name, value in settings.model_dump().items():
+        typer.echo(f"{name}: {value}")
+    for name in BASE_DATA_ORIGINS:
+        try:
+            typer.echo(f"  found   {settings.base_data_file(name)}")
+        except TcmrError:
+            typer.echo(f"  missing {name}")
+
+
 for _module in COMMAND_MODULES:
     importlib.import_module(f"flows.commands.{_module}").register(app)
 

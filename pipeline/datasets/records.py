@@ -83,7 +83,9 @@ class SequenceRecord:
         for name, shape in expected.items():
             value = getattr(self, name)
             if value.shape != shape:
-                raise ValueError(f"{self.key}: field {name} has shape {value.shape}, expected {shape}")
+                raise ValueError(
+                    f"{self.key}: field {name} has shape {value.shape}, expected {shape}"
+                )
             if value.dtype.kind == "f" and not np.isfinite(value).all():
                 raise ValueError(f"{self.key}: field {name} contains NaN or inf")
 
