@@ -1,0 +1,30 @@
+"""The `tcmr` command: help lists subcommands, user errors are one clear line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+TCMR = [sys.executable, "-c", "from flows.cli import main; main()"]
+
+
+def run_tcmr(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*TCMR, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
+
+
+def test_help_lists_every_subcommand_with_one_line() -> None:
+    result = run_tcmr("--help")
+    assert result.returncode == 0
+    assert "settings" in result.stdout
+    assert "Print the settings in force" in result.stdout
+
+
+def test_settings_reports_missing_base_data(tmp_path: Path) -> None:
+    result = run_tcmr("settings", env={"TCMR_BASE_DATA": str(tmp_path)})
+    assert result.returncode == 0
+    assert f"base_data: {tmp_path}" in result.stdout
+    assert "missing J_regressor_h36m.npy" in result.stdout
