@@ -1,0 +1,157 @@
+"""The official person crop (TCMR / VIBE `generate_patch_image_cv`) and frame decoding.
+
+Features are only comparable with the released ones when the crop is bit-for-bit the
+official one: a square source of side `w * scale` centred on the bbox, mapped by a 3-point
+affine (centre, down, right) onto a 224x224 patch with linear interpolation and black
+border, then ImageNet mean/std normalisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.datasets.records import ImageRef
+from storage.errors import FormatError, MissingFileError
+
+CROP_SIZE = 224
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def crop_transform(bbox: Sequence[float], scale: float, size: int = CROP_SIZE) -> np.ndarray:
+    """2x3 affine taking image pixels to crop pixels for bbox [cx, cy, w, h] times `scale`.
+
+    Built from the same three point pairs as the official code (centre, half-height down,
+    half-width right) so the rounding inside `cv2.warpAffine` matches the released crops.
+    """
+    cx, cy, w, h = (float(v) for v in bbox[:4])
+    if not (w > 0 and h > 0 and scale > 0):
+        raise ValueError(f"crop needs a positive bbox size and scale, got bbox={bbox}, {scale=}")
+    half_w, half_h = 0.5 * w * scale, 0.5 * h * scale
+    src = np.array([[cx, cy], [cx, cy + half_h], [cx + half_w, cy]], dtype=np.float32)
+    half = 0.5 * size
+    dst = np.array([[half, half], [half, size], [size, half]], dtype=np.float32)
+    return cv2.getAffineTransform(src, dst)
+
+
+def crop_image(
+    image_rgb: np.ndarray, bbox: Sequence[float], scale: float, size: int = CROP_SIZE
+) -> np.ndarray:
+    """The official (size, size, 3) uint8 crop of an RGB image."""
+    affine = crop_transform(bbox, scale, size)
+    return cv2.warpAffine(
+        image_rgb,
+        affine,
+        (size, size),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(0, 0, 0),
+    )
+
+
+def transform_points(points_xy: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Apply a 2x3 affine to [..., 2] points (keypoints follow their crop)."""
+    points = np.asarray(points_xy, dtype=np.float64)
+    mapped = points @ affine[:, :2].T + affine[:, 2]
+    return mapped.astype(np.float32)
+
+
+def normalize(crops: np.ndarray) -> np.ndarray:
+    """uint8 NHWC RGB crops -> float32 NCHW, as `ToTensor` + ImageNet `Normalize`."""
+    scaled = crops.astype(np.float32) * np.float32(1.0 / 255.0)
+    scaled = (scaled - IMAGENET_MEAN) / IMAGENET_STD
+    return np.ascontiguousarray(scaled.transpose(0, 3, 1, 2))
+
+
+def _describe(ref: ImageRef) -> str:
+    return f"{ref.path} frame {ref.frame}" if ref.frame is not None else ref.path
+
+
+def decode_image_file(path: str | Path) -> np.ndarray:
+    """Read an image file as RGB uint8; a missing or undecodable file names itself."""
+    if not Path(path).is_file():
+        raise MissingFileError(f"{path}: image file not found")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise FormatError(f"{path}: not a decodable image (field: pixels)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def decode_bytes(data: bytes, source: str) -> np.ndarray:
+    """Decode encoded image bytes (e.g. a TFRecord JPEG) to RGB uint8."""
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
+    if image is None:
+        raise FormatError(f"{source}: encoded image bytes do not decode (field: image data)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+class VideoFrameReader:
+    """Serves increasing frame numbers of one video by reading forward, never seeking.
+
+    Random access into long-GOP video costs a GOP decode per frame; a track's frames come
+    in order, so one sequential decoder per video is the cheap way.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        if not Path(path).is_file():
+            raise MissingFileError(f"{path}: video file not found")
+        self.path = str(path)
+        self._capture = cv2.VideoCapture(self.path)
+        if not self._capture.isOpened():
+            raise FormatError(f"{self.path}: video cannot be opened (field: video stream)")
+        self._next = 0
+        self._last: np.ndarray | None = None
+
+    def read(self, frame: int) -> np.ndarray:
+        """RGB uint8 frame `frame`; frames must be requested in non-decreasing order."""
+        if frame == self._next - 1 and self._last is not None:
+            return self._last
+        if frame < self._next:
+            self._capture.release()
+            self._capture = cv2.VideoCapture(self.path)
+            self._next = 0
+        while self._next <= frame:
+            ok, image = self._capture.read()
+            if not ok or image is None:
+                raise FormatError(
+                    f"{self.path} frame {frame}: video ended or frame is corrupt "
+                    f"at frame {self._next} (field: video frames)"
+                )
+            self._next += 1
+            if self._next > frame:
+                self._last = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        assert self._last is not None
+        return self._last
+
+    def close(self) -> None:
+        self._capture.release()
+
+    def __enter__(self) -> VideoFrameReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def decode_ref(ref: ImageRef, videos: dict[str, VideoFrameReader] | None = None) -> np.ndarray:
+    """RGB uint8 pixels of one frame reference; video frames use (and fill) `videos`."""
+    if ref.kind == "bytes":
+        assert ref.data is not None
+        return decode_bytes(ref.data, _describe(ref))
+    if ref.kind == "image":
+        return decode_image_file(ref.path)
+    assert ref.frame is not None
+    readers = videos if videos is not None else {}
+    reader = readers.get(ref.path)
+    if reader is None:
+        reader = readers[ref.path] = VideoFrameReader(ref.path)
+    try:
+        return reader.read(ref.frame)
+    finally:
+        if videos is None:
+            reader.close()

@@ -1,0 +1,128 @@
+"""The official crop, its keypoint transform, normalisation and frame decoding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.crop import (
+    VideoFrameReader,
+    crop_image,
+    crop_transform,
+    decode_ref,
+    normalize,
+    transform_points,
+)
+from pipeline.datasets.records import ImageRef
+from storage.errors import FormatError, MissingFileError
+
+
+def bilinear(image: np.ndarray, x: float, y: float) -> np.ndarray:
+    """Hand bilinear sample with black outside the image."""
+    x0, y0 = int(np.floor(x)), int(np.floor(y))
+    fx, fy = x - x0, y - y0
+    total = np.zeros(image.shape[2])
+    for dx, dy, weight in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)),
+                           (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):  # fmt: skip
+        xi, yi = x0 + dx, y0 + dy
+        if weight and 0 <= xi < image.shape[1] and 0 <= yi < image.shape[0]:
+            total += weight * image[yi, xi]
+    return total
+
+
+@pytest.fixture
+def noise_image() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, size=(150, 160, 3), dtype=np.uint8)
+
+
+def test_affine_matches_hand_formula() -> None:
+    cx, cy, w, scale = 131.5, 77.25, 96.0, 1.3
+    k = 224.0 / (w * scale)
+    expected = np.array([[k, 0, 112 - k * cx], [0, k, 112 - k * cy]])
+    np.testing.assert_allclose(crop_transform([cx, cy, w, w], scale), expected, atol=1e-3)
+
+
+def test_unit_scale_crop_is_a_shifted_copy_with_black_border(noise_image: np.ndarray) -> None:
+    crop = crop_image(noise_image, [80, 60, 224, 224], 1.0)
+    assert crop.shape == (224, 224, 3) and crop.dtype == np.uint8
+    # crop(u, v) = image(u - 32, v - 52)
+    np.testing.assert_array_equal(crop[112, 112], noise_image[60, 80])
+    np.testing.assert_array_equal(crop[52, 32], noise_image[0, 0])
+    np.testing.assert_array_equal(crop[52 + 149, 32 + 159], noise_image[149, 159])
+    np.testing.assert_array_equal(crop[0, 0], [0, 0, 0])
+    np.testing.assert_array_equal(crop[223, 223], [0, 0, 0])
+
+
+def test_upscaled_crop_corners_and_centre_are_bilinear(noise_image: np.ndarray) -> None:
+    cx, cy = 80.0, 70.0
+    crop = crop_image(noise_image, [cx, cy, 80, 80], 1.4)  # source side 112 -> factor 2
+    for u, v in ((0, 0), (223, 0), (0, 223), (223, 223), (112, 112), (1, 0), (37, 91)):
+        x, y = (u - 112) / 2 + cx, (v - 112) / 2 + cy
+        np.testing.assert_allclose(crop[v, u], bilinear(noise_image, x, y), atol=1.0)
+    np.testing.assert_array_equal(crop[112, 112], noise_image[70, 80])
+
+
+def test_keypoints_follow_the_warp() -> None:
+    image = np.zeros((150, 160, 3), dtype=np.uint8)
+    points = np.array([[70, 50], [95, 88], [60, 100]], dtype=np.float32)
+    for x, y in points.astype(int):
+        image[y, x] = 255
+    bbox, scale = [80, 75, 80, 80], 1.4
+    crop = crop_image(image, bbox, scale)
+    mapped = transform_points(points, crop_transform(bbox, scale))
+    for u, v in mapped:
+        assert crop[round(v), round(u)].min() == 255
+    assert (crop.max(axis=2) == 255).sum() == len(points)
+
+
+def test_normalize_is_imagenet_chw() -> None:
+    crops = np.zeros((2, 224, 224, 3), dtype=np.uint8)
+    crops[1, 5, 7] = (255, 128, 0)
+    out = normalize(crops)
+    assert out.shape == (2, 3, 224, 224) and out.dtype == np.float32
+    np.testing.assert_allclose(
+        out[1, :, 5, 7],
+        [(1 - 0.485) / 0.229, (128 / 255 - 0.456) / 0.224, (0 - 0.406) / 0.225],
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(out[0, 0, 0, 0], -0.485 / 0.229, rtol=1e-5)
+
+
+def test_image_file_and_bytes_decode_to_rgb(tmp_path: Path) -> None:
+    bgr = np.zeros((8, 10, 3), dtype=np.uint8)
+    bgr[..., 0] = 200  # blue in OpenCV order
+    path = tmp_path / "frame.png"
+    cv2.imwrite(str(path), bgr)
+    rgb = decode_ref(ImageRef(str(path)))
+    assert rgb.shape == (8, 10, 3) and (rgb[..., 2] == 200).all() and (rgb[..., 0] == 0).all()
+    data = path.read_bytes()
+    np.testing.assert_array_equal(decode_ref(ImageRef(str(path), data=data)), rgb)
+
+
+def test_corrupt_and_missing_frames_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 this is not a jpeg")
+    with pytest.raises(FormatError, match=r"broken\.jpg"):
+        decode_ref(ImageRef(str(bad)))
+    with pytest.raises(FormatError, match="tfrecord-3"):
+        decode_ref(ImageRef("tfrecord-3", data=b"garbage"))
+    with pytest.raises(MissingFileError, match=r"absent\.jpg"):
+        decode_ref(ImageRef(str(tmp_path / "absent.jpg")))
+
+
+def test_video_frames_are_read_forward(tmp_path: Path) -> None:
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 24))
+    levels = [20, 60, 100, 140, 180]
+    for level in levels:
+        writer.write(np.full((24, 32, 3), level, dtype=np.uint8))
+    writer.release()
+    with VideoFrameReader(path) as reader:
+        for frame in (0, 2, 2, 4):
+            assert abs(float(reader.read(frame).mean()) - levels[frame]) < 4
+        assert abs(float(reader.read(1).mean()) - levels[1]) < 4  # going back reopens
+        with pytest.raises(FormatError, match=r"clip.avi frame 9"):
+            reader.read(9)
