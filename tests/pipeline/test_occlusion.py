@@ -1,0 +1,151 @@
+"""Occluder bank by the official VOC rules, procedural bank, and seeded per-frame occlusion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.occlusion import (
+    OccluderBank,
+    frame_rng,
+    load_voc_occluders,
+    occlude,
+    procedural_occluders,
+)
+from storage.errors import FormatError
+
+
+def voc_palette() -> list[int]:
+    """The PASCAL VOC colour map (bit-interleaved label colours), flattened for PIL."""
+    palette = []
+    for label in range(256):
+        r = g = b = 0
+        c = label
+        for shift in range(7, -1, -1):
+            r |= (c & 1) << shift
+            g |= ((c >> 1) & 1) << shift
+            b |= ((c >> 2) & 1) << shift
+            c >>= 3
+        palette += [r, g, b]
+    return palette
+
+
+def write_voc_image(root: Path, stem: str, size: tuple[int, int], objects: list[dict],
+                    segmented: bool = True) -> None:  # fmt: skip
+    """One VOC2012 sample: JPEGImages/<stem>.jpg, Annotations/<stem>.xml,
+    SegmentationObject/<stem>.png (palette indices: object i is i+1, 255 on borders)."""
+    width, height = size
+    for sub in ("JPEGImages", "Annotations", "SegmentationObject"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(len(stem))
+    Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(
+        root / "JPEGImages" / f"{stem}.jpg", quality=95
+    )
+    labels = np.zeros((height, width), dtype=np.uint8)
+    xml_objects = []
+    for i, obj in enumerate(objects):
+        x0, y0, x1, y1 = obj["box"]
+        labels[y0:y1, x0:x1] = i + 1
+        labels[y0, x0:x1] = 255  # the void outline VOC draws around objects
+        xml_objects.append(
+            f"<object><name>{obj['name']}</name><pose>Unspecified</pose>"
+            f"<truncated>{int(obj.get('truncated', 0))}</truncated>"
+            f"<difficult>{int(obj.get('difficult', 0))}</difficult>"
+            f"<bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax>"
+            f"</bndbox></object>"
+        )
+    png = Image.fromarray(labels, mode="P")
+    png.putpalette(voc_palette())
+    png.save(root / "SegmentationObject" / f"{stem}.png")
+    (root / "Annotations" / f"{stem}.xml").write_text(
+        f"<annotation><folder>VOC2012</folder><filename>{stem}.jpg</filename>"
+        f"<source><database>The VOC2007 Database</database></source>"
+        f"<size><width>{width}</width><height>{height}</height><depth>3</depth></size>"
+        f"<segmented>{int(segmented)}</segmented>{''.join(xml_objects)}</annotation>"
+    )
+
+
+@pytest.fixture
+def voc_root(tmp_path: Path) -> Path:
+    root = tmp_path / "VOC2012"
+    write_voc_image(root, "2007_000032", (200, 160), [
+        {"name": "person", "box": (10, 10, 70, 130)},          # kept: persons are not excluded
+        {"name": "dog", "box": (80, 10, 140, 70), "difficult": 1},
+        {"name": "cat", "box": (80, 80, 140, 150), "truncated": 1},
+        {"name": "bottle", "box": (150, 10, 170, 30)},         # 400 px < 500: dropped
+        {"name": "car", "box": (150, 60, 196, 150)},            # kept
+    ])  # fmt: skip
+    write_voc_image(root, "2007_000039", (120, 100), [{"name": "tvmonitor", "box": (5, 5, 100, 90)}],
+                    segmented=False)  # fmt: skip
+    return root
+
+
+def test_voc_bank_follows_the_official_rules(voc_root: Path) -> None:
+    bank = load_voc_occluders(voc_root)
+    assert bank.kind == "voc"
+    # person (60x120) and car (46x90), halved; difficult, truncated, tiny, unsegmented dropped
+    assert sorted(o.shape for o in bank.occluders) == [(45, 23, 4), (60, 30, 4)]
+    person = next(o for o in bank.occluders if o.shape[0] == 60)
+    alpha = person[..., 3]
+    assert alpha[30, 15] == 255  # interior
+    # halved row 0 = mean of the void outline (0) and the eroded border row (192)
+    assert (alpha[0] == 96).all()
+
+
+def test_voc_bank_is_cached_per_root(voc_root: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = load_voc_occluders(voc_root, cache)
+    files = list(cache.glob("*.npz"))
+    assert len(files) == 1
+    second = load_voc_occluders(voc_root, cache)
+    assert second.content_hash == first.content_hash and second.kind == "voc"
+    write_voc_image(
+        voc_root, "2008_000001", (150, 150), [{"name": "sofa", "box": (0, 0, 100, 100)}]
+    )
+    third = load_voc_occluders(voc_root, cache)
+    assert len(third) == 3 and len(list(cache.glob("*.npz"))) == 2
+
+
+def test_voc_root_without_usable_objects_is_a_format_error(tmp_path: Path) -> None:
+    root = tmp_path / "VOC2012"
+    write_voc_image(root, "2007_000001", (100, 100), [{"name": "cat", "box": (0, 0, 10, 10)}])
+    with pytest.raises(FormatError, match="VOC2012"):
+        load_voc_occluders(root)
+
+
+def test_procedural_bank_is_seeded() -> None:
+    a, b = procedural_occluders(3, n=8), procedural_occluders(3, n=8)
+    assert a.kind == "procedural" and len(a) == 8
+    assert a.content_hash == b.content_hash
+    assert procedural_occluders(4, n=8).content_hash != a.content_hash
+    assert all(o.shape[2] == 4 and o[..., 3].max() == 255 for o in a.occluders)
+
+
+def test_occlusion_is_reproducible_per_seed_sequence_and_frame() -> None:
+    bank = procedural_occluders(0, n=8)
+    crop = np.full((224, 224, 3), 127, dtype=np.uint8)
+    same1 = occlude(crop, bank, frame_rng(7, "3dpw/train/seq/person0", 5))
+    same2 = occlude(crop, bank, frame_rng(7, "3dpw/train/seq/person0", 5))
+    np.testing.assert_array_equal(same1, same2)
+    assert (same1 != crop).any()
+    assert (crop == 127).all()  # the input is not modified
+    others = [
+        occlude(crop, bank, frame_rng(8, "3dpw/train/seq/person0", 5)),
+        occlude(crop, bank, frame_rng(7, "3dpw/train/seq/person1", 5)),
+        occlude(crop, bank, frame_rng(7, "3dpw/train/seq/person0", 6)),
+    ]
+    assert all((other != same1).any() for other in others)
+
+
+def test_occluders_are_alpha_blended() -> None:
+    solid = np.zeros((20, 20, 4), dtype=np.uint8)
+    solid[..., :3], solid[..., 3] = 255, 255
+    bank = OccluderBank.from_arrays([solid], "procedural")
+    crop = np.zeros((256, 256, 3), dtype=np.uint8)  # size factor exactly 1
+    out = occlude(crop, bank, np.random.default_rng(0))
+    white = (out == 255).all(axis=2)
+    assert white.any() and set(np.unique(out)) <= {0, 255}
+    assert white.sum() <= 7 * 20 * 20
