@@ -32,7 +32,11 @@ _ERODE_KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (8, 8))
 
 @dataclass(frozen=True)
 class OccluderBank:
-    """RGBA uint8 cut-outs, a content hash for provenance, and where they came from."""
+    """RGBA uint8 cut-outs, a content hash for provenance, and where they came from.
+
+    The hash is prefixed with the kind (`voc:…` / `procedural:…`) so a store's provenance
+    names which bank made its occlusions.
+    """
 
     occluders: tuple[np.ndarray, ...]
     content_hash: str
@@ -50,7 +54,7 @@ class OccluderBank:
         for occluder in occluders:
             digest.update(np.asarray(occluder.shape, dtype=np.int64).tobytes())
             digest.update(np.ascontiguousarray(occluder).tobytes())
-        return cls(tuple(occluders), digest.hexdigest(), kind)
+        return cls(tuple(occluders), f"{kind}:{digest.hexdigest()}", kind)
 
 
 def _resize_by_factor(image: np.ndarray, factor: float) -> np.ndarray:

@@ -119,6 +119,7 @@ def test_voc_root_without_usable_objects_is_a_format_error(tmp_path: Path) -> No
 def test_procedural_bank_is_seeded() -> None:
     a, b = procedural_occluders(3, n=8), procedural_occluders(3, n=8)
     assert a.kind == "procedural" and len(a) == 8
+    assert a.content_hash.startswith("procedural:")
     assert a.content_hash == b.content_hash
     assert procedural_occluders(4, n=8).content_hash != a.content_hash
     assert all(o.shape[2] == 4 and o[..., 3].max() == 255 for o in a.occluders)
