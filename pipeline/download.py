@@ -254,6 +254,45 @@ def _bar(name: str, total: int | None, initial: int, enabled: bool) -> tqdm:
     )
 
 
+def fetch_and_extract(
+    url: str,
+    dest_dir: Path,
+    sha256: str | None = None,
+    *,
+    name: str | None = None,
+    progress: bool = True,
+) -> list[Path]:
+    """Fetch `url` into `dest_dir`; unpack it there when it is an archive; return the files.
+
+    An `<archive>.extracted` marker records the archive digest and the files it produced,
+    so a re-run with the same verified archive neither downloads nor unpacks again.
+    """
+    dest_dir = Path(dest_dir)
+    path = fetch(url, dest_dir, sha256, name=name, progress=progress)
+    if not is_archive(path):
+        return [path]
+    digest = _Marker.read(path.with_name(path.name + MARKER_SUFFIX))
+    done_path = path.with_name(path.name + ".extracted")
+    try:
+        done = json.loads(done_path.read_text())
+        files = [dest_dir / rel for rel in done["files"]]
+        if (
+            digest is not None
+            and done["sha256"] == digest.sha256
+            and all(f.exists() or f.is_symlink() for f in files)
+        ):
+            return files
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    files = extract_archive(path, dest_dir)
+    record = {
+        "sha256": digest.sha256 if digest else "",
+        "files": [str(f.relative_to(dest_dir)) for f in files],
+    }
+    _write_atomic(done_path, json.dumps(record) + "\n")
+    return files
+
+
 def is_archive(path: Path | str) -> bool:
     """True for the archive kinds `extract_archive` unpacks."""
     return str(path).lower().endswith(ARCHIVE_SUFFIXES)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.download import DownloadError, extract_archive, fetch
+from pipeline.download import DownloadError, extract_archive, fetch, fetch_and_extract
 from storage.errors import FormatError, MissingFileError
 
 
@@ -331,3 +331,26 @@ def test_corrupt_and_unknown_archives_are_refused(tmp_path: Path) -> None:
     with pytest.raises(FormatError, match=r"notes\.rar"):
         extract_archive(other, tmp_path / "out")
     assert leftovers(tmp_path / "out") == []
+
+
+def test_fetch_and_extract_unpacks_once(server: Served, tmp_path: Path) -> None:
+    server.files["3dpw.zip"] = IMAGE_ZIP
+    first = fetch_and_extract(server.url("3dpw.zip"), tmp_path, sha(IMAGE_ZIP), progress=False)
+    pkl = tmp_path / "sequenceFiles/train/courtyard_fake_00.pkl"
+    assert pkl in first and pkl.read_bytes() == SEQ
+    pkl.write_bytes(b"edited after extraction")
+
+    second = fetch_and_extract(server.url("3dpw.zip"), tmp_path, sha(IMAGE_ZIP), progress=False)
+
+    assert second == first
+    assert pkl.read_bytes() == b"edited after extraction"
+    assert len(server.requests) == 1
+    pkl.unlink()
+    fetch_and_extract(server.url("3dpw.zip"), tmp_path, sha(IMAGE_ZIP), progress=False)
+    assert pkl.read_bytes() == SEQ
+
+
+def test_fetch_and_extract_passes_plain_files_through(server: Served, tmp_path: Path) -> None:
+    server.files["J_regressor_h36m.npy"] = b"\x93NUMPY"
+    files = fetch_and_extract(server.url("J_regressor_h36m.npy"), tmp_path, progress=False)
+    assert files == [tmp_path / "J_regressor_h36m.npy"]
