@@ -1,0 +1,263 @@
+"""A moving synthetic person for the sample datasets: SMPL motion, camera, renderer, writers.
+
+The sample images and videos must show a person-like shape that moves, so crops taken by
+the official bbox rules contain a figure, not noise. A `MotionClip` is a smooth walking-in-
+place SMPL pose trajectory; `SpinBody` (pipeline.smpl_body) poses it; a pinhole `Camera`
+projects it; `render` paints the mesh as flat-shaded triangles over a textured background.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from pipeline.smpl_body import BodyOutput, SpinBody
+
+# SMPL joint indices driven by the walking motion.
+_L_HIP, _R_HIP, _L_KNEE, _R_KNEE = 1, 2, 4, 5
+_L_SHOULDER, _R_SHOULDER, _L_ELBOW, _R_ELBOW = 16, 17, 18, 19
+# Faces are painted in this many depth slabs x shade levels (one cv2.fillPoly call each),
+# which is the painter's algorithm at slab resolution and fast enough for hundreds of frames.
+_DEPTH_SLABS = 24
+_SHADE_LEVELS = 8
+_CODECS = {".avi": "MJPG", ".mp4": "mp4v"}
+
+
+@dataclass
+class MotionClip:
+    """SMPL parameters of one person over T frames, in a camera frame (x right, y down, z ahead)."""
+
+    pose: np.ndarray
+    """[T, 72] axis-angle; the global orientation already turns the body upright for y-down."""
+    betas: np.ndarray
+    """[10] shape coefficients."""
+    transl: np.ndarray
+    """[T, 3] root translation in metres."""
+    fps: float = 30.0
+
+    def __len__(self) -> int:
+        return len(self.pose)
+
+    @classmethod
+    def walking(
+        cls,
+        frames: int,
+        seed: int = 0,
+        fps: float = 30.0,
+        depth: float = 4.0,
+        sway: float = 0.4,
+    ) -> MotionClip:
+        """Walking in place with arm swing, a slow turn and a side-to-side drift."""
+        rng = np.random.default_rng(seed)
+        time = np.arange(frames) / fps
+        freq = rng.uniform(0.8, 1.2)
+        phase = 2 * np.pi * freq * time + rng.uniform(0, 2 * np.pi)
+        swing = np.sin(phase)
+        pose = np.zeros((frames, 72))
+        yaw = rng.uniform(-0.6, 0.6) + 0.5 * np.sin(2 * np.pi * time / max(time[-1], 1.0) / 2)
+        upright = Rotation.from_rotvec([np.pi, 0.0, 0.0])
+        pose[:, 0:3] = (upright * Rotation.from_rotvec(np.outer(yaw, [0, 1, 0]))).as_rotvec()
+
+        def rotate(joint: int, axis: int, angle: np.ndarray) -> None:
+            pose[:, 3 * joint + axis] += angle
+
+        rotate(_L_HIP, 0, -0.5 * swing)
+        rotate(_R_HIP, 0, 0.5 * swing)
+        rotate(_L_KNEE, 0, 0.6 * np.clip(swing, 0, None))
+        rotate(_R_KNEE, 0, 0.6 * np.clip(-swing, 0, None))
+        rotate(_L_SHOULDER, 2, np.full(frames, -1.2))
+        rotate(_R_SHOULDER, 2, np.full(frames, 1.2))
+        rotate(_L_SHOULDER, 1, 0.4 * swing)
+        rotate(_R_SHOULDER, 1, 0.4 * swing)
+        rotate(_L_ELBOW, 1, np.full(frames, 0.3) + 0.2 * swing)
+        rotate(_R_ELBOW, 1, np.full(frames, -0.3) + 0.2 * swing)
+        pose[:, 3:] += rng.normal(0, 0.02, size=(1, 69))
+        transl = np.zeros((frames, 3))
+        transl[:, 0] = sway * np.sin(2 * np.pi * time / max(time[-1] * 1.5, 1.0))
+        transl[:, 2] = depth + 0.3 * np.sin(2 * np.pi * time / max(time[-1], 1.0))
+        betas = rng.normal(0, 0.5, size=10)
+        return cls(pose=pose, betas=betas, transl=transl, fps=fps)
+
+    def posed(self, body: SpinBody) -> BodyOutput:
+        """Vertices and joints of every frame."""
+        betas = np.repeat(self.betas[None], len(self), axis=0)
+        return body.forward(self.pose, betas, self.transl)
+
+
+@dataclass(frozen=True)
+class Camera:
+    """Pinhole camera: x_cam = R @ x_world + t; pixels = K @ x_cam / z."""
+
+    K: np.ndarray
+    R: np.ndarray
+    t: np.ndarray
+
+    @classmethod
+    def simple(cls, width: int, height: int, focal: float | None = None) -> Camera:
+        """Camera at the world origin looking along +z, principal point at the image centre."""
+        focal = focal if focal is not None else 1.5 * max(width, height)
+        K = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]])
+        return cls(K=K, R=np.eye(3), t=np.zeros(3))
+
+    def to_camera(self, points: np.ndarray) -> np.ndarray:
+        return np.asarray(points) @ self.R.T + self.t
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """Pixel coordinates [..., 2] of world points [..., 3]."""
+        cam = self.to_camera(points)
+        pixels = cam @ self.K.T
+        return pixels[..., :2] / pixels[..., 2:3]
+
+
+def background(frame_size: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """A plain textured backdrop (floor/wall gradient, soft stripes, grain) as BGR uint8."""
+    height, width = frame_size
+    rng = np.random.default_rng(seed)
+    rows = np.linspace(0, 1, height)[:, None]
+    cols = np.linspace(0, 1, width)[None, :]
+    base = rng.uniform(90, 170, size=3)
+    stripes = 12 * np.sin(2 * np.pi * (cols * rng.uniform(3, 8) + rows * rng.uniform(0, 2)))
+    image = base[None, None, :] + 50 * (rows - 0.5)[..., None] + stripes[..., None]
+    image = image + rng.normal(0, 6, size=(height, width, 3))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def render(
+    frame_size: tuple[int, int],
+    vertices_2d: np.ndarray,
+    faces: np.ndarray,
+    depth: np.ndarray,
+    shade: np.ndarray | None = None,
+    backdrop: np.ndarray | None = None,
+    colour: Sequence[float] = (70, 110, 200),
+) -> np.ndarray:
+    """Paint triangles far to near over a backdrop; returns an (H, W, 3) uint8 BGR image.
+
+    vertices_2d [V, 2] pixels, faces [F, 3], depth [V] (larger = farther), shade [F] in
+    [0, 1] (per-face brightness, e.g. from normals; 1 everywhere when absent).
+    """
+    height, width = frame_size
+    image = backdrop.copy() if backdrop is not None else np.full((height, width, 3), 128, np.uint8)
+    face_depth = depth[faces].mean(axis=1)
+    in_front = face_depth > 0
+    faces = faces[in_front]
+    face_depth = face_depth[in_front]
+    shade = np.ones(len(faces)) if shade is None else np.asarray(shade)[in_front]
+    if len(faces) == 0:
+        return image
+    # Fixed-point coordinates (4 fractional bits) keep sub-pixel triangles from vanishing.
+    points = np.round(vertices_2d * 16).astype(np.int32)[faces]
+    lo, hi = face_depth.min(), face_depth.max()
+    slab = np.minimum(((hi - face_depth) / max(hi - lo, 1e-9) * _DEPTH_SLABS).astype(int), 23)
+    level = np.clip((shade * _SHADE_LEVELS).astype(int), 0, _SHADE_LEVELS - 1)
+    base = np.asarray(colour, dtype=np.float64)
+    for slab_index in range(_DEPTH_SLABS):
+        in_slab = slab == slab_index
+        for level_index in np.unique(level[in_slab]):
+            chosen = in_slab & (level == level_index)
+            tone = base * (0.35 + 0.65 * (level_index + 0.5) / _SHADE_LEVELS)
+            cv2.fillPoly(image, list(points[chosen]), tone.tolist(), cv2.LINE_8, shift=4)
+    return image
+
+
+def render_body(
+    camera: Camera,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    frame_size: tuple[int, int],
+    backdrop: np.ndarray | None = None,
+) -> np.ndarray:
+    """One frame of a mesh (world coordinates) seen by `camera`, shaded by face normals."""
+    cam = camera.to_camera(vertices)
+    tri = cam[faces]
+    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
+    view = tri.mean(axis=1)
+    view /= np.linalg.norm(view, axis=1, keepdims=True) + 1e-12
+    # Two-sided lighting: a face is as bright as it is turned towards the camera.
+    shade = np.abs((normals * view).sum(axis=1))
+    return render(frame_size, camera.project(vertices), faces, cam[:, 2], shade, backdrop)
+
+
+def render_clip(
+    body: SpinBody,
+    clip: MotionClip,
+    camera: Camera,
+    frame_size: tuple[int, int],
+    seed: int = 0,
+) -> tuple[list[np.ndarray], BodyOutput]:
+    """Every frame of a clip over one static backdrop, with the posed bodies."""
+    posed = clip.posed(body)
+    backdrop = background(frame_size, seed)
+    frames = [
+        render_body(camera, vertices, body.faces, frame_size, backdrop)
+        for vertices in posed.vertices
+    ]
+    return frames, posed
+
+
+def _partial(path: Path) -> Path:
+    """A sibling temporary name that keeps the suffix (OpenCV picks the container by it)."""
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+def write_video(path: Path, frames: Iterable[np.ndarray], fps: float) -> int:
+    """Write BGR frames as MJPG .avi or mp4v .mp4 (atomically); returns the frame count."""
+    path = Path(path)
+    if path.suffix not in _CODECS:
+        raise ValueError(f"{path}: video suffix must be one of {', '.join(_CODECS)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = _partial(path)
+    writer: cv2.VideoWriter | None = None
+    count = 0
+    try:
+        for frame in frames:
+            if writer is None:
+                height, width = frame.shape[:2]
+                fourcc = cv2.VideoWriter.fourcc(*_CODECS[path.suffix])
+                writer = cv2.VideoWriter(str(temp), fourcc, fps, (width, height))
+                if not writer.isOpened():
+                    raise OSError(f"{path}: OpenCV cannot open a {_CODECS[path.suffix]} writer")
+            writer.write(frame)
+            count += 1
+    finally:
+        if writer is not None:
+            writer.release()
+    if count == 0:
+        raise ValueError(f"{path}: no frames to write")
+    os.replace(temp, path)
+    return count
+
+
+def encode_jpeg(frame: np.ndarray, quality: int = 90) -> bytes:
+    """JPEG bytes of a BGR frame."""
+    ok, buffer = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("OpenCV could not encode the frame as JPEG")
+    return buffer.tobytes()
+
+
+def write_jpeg(path: Path, frame: np.ndarray, quality: int = 90) -> Path:
+    """Write one JPEG atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.partial")
+    temp.write_bytes(encode_jpeg(frame, quality))
+    os.replace(temp, path)
+    return path
+
+
+def write_jpegs(
+    folder: Path, frames: Iterable[np.ndarray], pattern: str = "{:06d}.jpg", start: int = 0
+) -> list[Path]:
+    """Write frames as `folder/pattern.format(start + i)`; returns the paths."""
+    return [
+        write_jpeg(Path(folder) / pattern.format(start + index), frame)
+        for index, frame in enumerate(frames)
+    ]
