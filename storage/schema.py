@@ -1,0 +1,83 @@
+"""The per-frame arrays of a store: names, dtypes, shapes, chunk layout, and their checks.
+
+Chunk and shard heights (rows) are the same for every array so that a writer that owns a
+shard of rows owns it in every array. They were chosen with `bench/store_layout.py`; the
+measurements are in `storage/README.md`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from zarr.codecs import BloscCodec, BloscShuffle
+
+from storage.errors import StoreError
+from storage.layout import FEATURE_DIM, NUM_JOINTS
+
+CHUNK_ROWS = 128
+"""Rows per chunk: the unit read independently (a 16-frame window touches one or two)."""
+SHARD_ROWS = 8192
+"""Rows per shard: the unit written by exactly one writer (keeps file counts low)."""
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    dtype: np.dtype
+    tail: tuple[int, ...]
+    """Shape after the frame axis."""
+
+
+ARRAYS: dict[str, ArraySpec] = {
+    "features": ArraySpec(np.dtype("float16"), (FEATURE_DIM,)),
+    "joints2d": ArraySpec(np.dtype("float32"), (NUM_JOINTS, 3)),
+    "joints3d": ArraySpec(np.dtype("float32"), (NUM_JOINTS, 4)),
+    "pose": ArraySpec(np.dtype("float32"), (72,)),
+    "shape": ArraySpec(np.dtype("float32"), (10,)),
+    "bbox": ArraySpec(np.dtype("float32"), (4,)),
+    "frame_index": ArraySpec(np.dtype("int64"), ()),
+    "valid": ArraySpec(np.dtype("bool"), ()),
+    "has_smpl": ArraySpec(np.dtype("bool"), ()),
+    "has_3d": ArraySpec(np.dtype("bool"), ()),
+}
+"""Every array a sequence must provide (`has_3d` may be omitted: derived from joints3d)."""
+
+
+def compressor(spec: ArraySpec) -> BloscCodec:
+    """lz4 with byte shuffle: fast to decode, which random window reads are bound by."""
+    return BloscCodec(cname="lz4", clevel=5, shuffle=BloscShuffle.shuffle)
+
+
+def check_sequence(key: str, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays of one sequence cast to the store dtypes, or a StoreError naming key and field.
+
+    Non-finite features are refused (a NaN feature would silently poison training); other
+    float arrays must be finite too, with missing values masked by their flags instead.
+    """
+    arrays = dict(arrays)
+    if "has_3d" not in arrays and "joints3d" in arrays:
+        arrays["has_3d"] = np.asarray(arrays["joints3d"])[..., 3].any(axis=-1)
+    missing = sorted(set(ARRAYS) - set(arrays))
+    if missing:
+        raise StoreError(f"sequence {key}: missing arrays {missing}; expected {sorted(ARRAYS)}")
+    length = len(arrays["features"])
+    if length == 0:
+        raise StoreError(f"sequence {key}: has no frames")
+    out: dict[str, np.ndarray] = {}
+    for name, spec in ARRAYS.items():
+        value = np.asarray(arrays[name])
+        if value.shape != (length, *spec.tail):
+            raise StoreError(
+                f"sequence {key}: field {name} has shape {value.shape}, "
+                f"expected {(length, *spec.tail)}"
+            )
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            bad = int(np.flatnonzero(~np.isfinite(value).reshape(length, -1).all(axis=1))[0])
+            raise StoreError(f"sequence {key}: field {name} has NaN or inf (first at frame {bad})")
+        with np.errstate(over="ignore"):
+            cast = value.astype(spec.dtype, copy=False)
+        if name == "features" and not np.isfinite(cast).all():
+            raise StoreError(f"sequence {key}: field features overflows float16")
+        out[name] = cast
+    return out

@@ -1,0 +1,346 @@
+"""Writing stores: data first, metadata last, one atomic pointer swap per commit.
+
+Layout of one store group (e.g. `3dpw/test/base`) below the root:
+
+    zarr.json                    group; attribute `tcmr_store` = the pointer (see below)
+    segments/<id>/<array>        frame-major arrays of the sequences one writer added
+    index/<commit>/              sequence table (attributes) + window indexes (arrays)
+
+A commit writes its segment's shards (each shard by exactly one writer), then a new
+`index/<commit>` group, and only then replaces the group's `zarr.json` attributes, which
+both the local store and object stores write as one atomic object. A killed writer
+therefore leaves the previous commit readable; its unreferenced segment and index are
+removed by `compact` / `collect_garbage`.
+
+Incremental refresh: `StoreWriter(mode="append")` keeps the committed sequences, `add`
+appends a new one or replaces one with the same (name, person_id), `drop` removes one;
+nothing else is rewritten. `compact` rewrites the live rows densely into one segment.
+
+Parallel writing: several processes each fill their own `SegmentWriter` (one writer per
+segment, hence per shard) and hand the returned `Segment` to one `StoreWriter.adopt`,
+which alone commits.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zarr
+
+from storage.backend import STORE_ATTR, Location, location
+from storage.errors import StoreError
+from storage.provenance import SCHEMA_VERSION, Provenance
+from storage.schema import ARRAYS, CHUNK_ROWS, SHARD_ROWS, check_sequence, compressor
+from storage.windows import eval_windows, train_windows
+
+WINDOW_PROTOCOLS: tuple[str, ...] = ("train_stride1", "train_stride16", "eval_tcmr", "eval_vibe")
+"""Window indexes written at every commit (see `storage.windows` for the rules)."""
+
+SEQUENCE_COLUMNS: tuple[str, ...] = (
+    "name", "person_id", "length", "fps", "content_hash", "segment", "segment_row",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SegmentSequence:
+    """Where one sequence's rows are inside a segment."""
+
+    name: str
+    person_id: int
+    fps: float
+    content_hash: str
+    segment_row: int
+    length: int
+    valid: np.ndarray = field(repr=False)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.name, self.person_id)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A finished segment: written data that no commit references yet (picklable)."""
+
+    segment_id: str
+    rows: int
+    sequences: list[SegmentSequence]
+
+
+def _new_id() -> str:
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+
+
+class SegmentWriter:
+    """Appends whole sequences to one new segment, writing only full shards until `close`."""
+
+    def __init__(self, root: str | Location, group: str, segment_id: str | None = None) -> None:
+        self.location = location(root)
+        self.group = group.strip("/")
+        self.segment_id = segment_id or _new_id()
+        zgroup = zarr.open_group(
+            self.location.zarr_store(), path=f"{self.group}/segments/{self.segment_id}", mode="w"
+        )
+        self._arrays = {
+            name: zgroup.create_array(
+                name,
+                shape=(0, *spec.tail),
+                chunks=(CHUNK_ROWS, *spec.tail),
+                shards=(SHARD_ROWS, *spec.tail),
+                dtype=spec.dtype,
+                compressors=compressor(spec),
+                fill_value=0,
+            )
+            for name, spec in ARRAYS.items()
+        }
+        self._pending: dict[str, list[np.ndarray]] = {name: [] for name in ARRAYS}
+        self._pending_rows = 0
+        self._written = 0
+        self._sequences: list[SegmentSequence] = []
+        self._closed = False
+
+    def add(
+        self,
+        name: str,
+        person_id: int,
+        fps: float,
+        content_hash: str,
+        arrays: Mapping[str, np.ndarray],
+    ) -> None:
+        """Queue one sequence (all arrays of `storage.schema.ARRAYS`); full shards are written."""
+        if self._closed:
+            raise StoreError(f"segment {self.segment_id} of {self.group} is already closed")
+        checked = check_sequence(f"{self.group}/{name}/person{person_id}", arrays)
+        length = len(checked["features"])
+        row = self._written + self._pending_rows
+        self._sequences.append(
+            SegmentSequence(
+                name, int(person_id), float(fps), content_hash, row, length, checked["valid"]
+            )
+        )
+        for key, value in checked.items():
+            self._pending[key].append(value)
+        self._pending_rows += length
+        if self._pending_rows >= SHARD_ROWS:
+            self._flush(full_shards_only=True)
+
+    def _flush(self, full_shards_only: bool) -> None:
+        count = self._pending_rows
+        if full_shards_only:
+            count -= count % SHARD_ROWS
+        if count == 0:
+            return
+        lo, hi = self._written, self._written + count
+        for key, parts in self._pending.items():
+            block = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            array = self._arrays[key]
+            array.resize((hi, *array.shape[1:]))
+            array[lo:hi] = block[:count]
+            self._pending[key] = [block[count:]] if len(block) > count else []
+        self._written = hi
+        self._pending_rows -= count
+
+    def close(self) -> Segment:
+        """Write the last (partial) shard and describe the segment for a commit."""
+        if not self._closed:
+            self._flush(full_shards_only=False)
+            self._closed = True
+        return Segment(self.segment_id, self._written, list(self._sequences))
+
+
+def read_pointer(loc: Location, group: str) -> dict[str, Any] | None:
+    """The committed pointer of a group, or None when no store was ever committed there."""
+    try:
+        zgroup = zarr.open_group(loc.zarr_store(read_only=True), path=group, mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        return None
+    pointer = zgroup.attrs.get(STORE_ATTR)
+    if pointer is None:
+        return None
+    version = pointer.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise StoreError(
+            f"store {loc.root}/{group} has schema version {version}; this code reads version "
+            f"{SCHEMA_VERSION}. Rebuild the store (or import it again) with this version."
+        )
+    return dict(pointer)
+
+
+def read_table(loc: Location, group: str, pointer: dict[str, Any]) -> dict[str, list[Any]]:
+    """The sequence table (columns of SEQUENCE_COLUMNS) of a committed pointer."""
+    index = zarr.open_group(
+        loc.zarr_store(read_only=True), path=f"{group}/{pointer['index']}", mode="r"
+    )
+    table = index.attrs.get("sequences")
+    if table is None or set(table) != set(SEQUENCE_COLUMNS):
+        raise StoreError(
+            f"store {loc.root}/{group}: index {pointer['index']} has no valid sequence table"
+        )
+    return dict(table)
+
+
+class StoreWriter:
+    """Opens a store group for one commit: add / replace / drop sequences, then `commit()`.
+
+    `mode="append"` keeps what is committed (its provenance must equal `provenance`);
+    `mode="overwrite"` starts from an empty table (the old data stays readable until the
+    commit swaps the pointer). `eval_keep_valid` says whether evaluation windows skip rows
+    with `valid == False` (3DPW `campose_valid`) or keep them for masking (MPI-INF-3DHP).
+    """
+
+    def __init__(
+        self,
+        root: str | Location,
+        group: str,
+        provenance: Provenance,
+        mode: str = "append",
+        eval_keep_valid: bool = True,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        if mode not in ("append", "overwrite"):
+            raise ValueError(f"mode must be 'append' or 'overwrite', got {mode!r}")
+        self.location = location(root, storage_options)
+        self.group = group.strip("/")
+        self.provenance = provenance
+        self.eval_keep_valid = eval_keep_valid
+        pointer = read_pointer(self.location, self.group)
+        self._previous = pointer
+        self._table: dict[str, list[Any]] = {column: [] for column in SEQUENCE_COLUMNS}
+        if pointer is not None and mode == "append":
+            stored = Provenance.from_dict(pointer["provenance"], f"{self.where} attributes")
+            diff = stored.differences(provenance)
+            if diff:
+                raise StoreError(
+                    f"store {self.where} was built with another provenance ({'; '.join(diff)}); "
+                    "write it with mode='overwrite' to rebuild it"
+                )
+            self._table = read_table(self.location, self.group, pointer)
+            self.eval_keep_valid = bool(pointer["eval_keep_valid"])
+        self._dropped: set[tuple[str, int]] = set()
+        self._segments: list[Segment] = []
+        self._writer: SegmentWriter | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.location.root}/{self.group}"
+
+    def add(
+        self,
+        name: str,
+        person_id: int,
+        fps: float,
+        content_hash: str,
+        arrays: Mapping[str, np.ndarray],
+    ) -> None:
+        """Add a sequence, replacing a committed one with the same (name, person_id)."""
+        if self._writer is None:
+            self._writer = SegmentWriter(self.location, self.group)
+        self._writer.add(name, person_id, fps, content_hash, arrays)
+
+    def drop(self, name: str, person_id: int) -> None:
+        """Remove a committed sequence from the next commit (its rows become garbage)."""
+        self._dropped.add((name, int(person_id)))
+
+    def adopt(self, segment: Segment) -> None:
+        """Include a segment another process wrote with `SegmentWriter` in this commit."""
+        self._segments.append(segment)
+
+    def commit(self) -> str:
+        """Publish data written so far as the group's new version; returns the index id."""
+        segments = list(self._segments)
+        if self._writer is not None:
+            segments.append(self._writer.close())
+            self._writer = None
+        self._segments = []
+        new = [seq for segment in segments for seq in segment.sequences]
+        new_keys = [seq.key for seq in new]
+        if len(set(new_keys)) != len(new_keys):
+            dup = sorted({key for key in new_keys if new_keys.count(key) > 1})
+            raise StoreError(f"store {self.where}: sequences added twice in one commit: {dup}")
+        removed = self._dropped | set(new_keys)
+        old = self._table
+        keep = [
+            i
+            for i, key in enumerate(zip(old["name"], old["person_id"], strict=True))
+            if key not in removed
+        ]
+        table = {column: [old[column][i] for i in keep] for column in SEQUENCE_COLUMNS}
+        old_valid = self._old_valid(keep)
+        for segment in segments:
+            for seq in segment.sequences:
+                for column, value in (
+                    ("name", seq.name),
+                    ("person_id", seq.person_id),
+                    ("length", seq.length),
+                    ("fps", seq.fps),
+                    ("content_hash", seq.content_hash),
+                    ("segment", segment.segment_id),
+                    ("segment_row", seq.segment_row),
+                ):
+                    table[column].append(value)
+        valid = np.concatenate(
+            [*old_valid, *[seq.valid for seq in new]] or [np.zeros(0, dtype=bool)]
+        )
+        index_id = self._write_index(table, valid)
+        previous_commit = self._previous["commit"] if self._previous else 0
+        pointer = {
+            "schema_version": SCHEMA_VERSION,
+            "commit": previous_commit + 1,
+            "index": f"index/{index_id}",
+            "segments": sorted(set(table["segment"])),
+            "frames": int(sum(table["length"])),
+            "eval_keep_valid": self.eval_keep_valid,
+            "provenance": self.provenance.to_dict(),
+        }
+        zgroup = zarr.open_group(self.location.zarr_store(), path=self.group, mode="a")
+        zgroup.attrs.put({STORE_ATTR: pointer})
+        self._previous, self._table, self._dropped = pointer, table, set()
+        return index_id
+
+    def _old_valid(self, keep: list[int]) -> list[np.ndarray]:
+        """`valid` of the kept committed sequences (small: one bool per row)."""
+        if not keep:
+            return []
+        store = self.location.zarr_store(read_only=True)
+        cache: dict[str, np.ndarray] = {}
+        parts = []
+        for i in keep:
+            segment = self._table["segment"][i]
+            if segment not in cache:
+                cache[segment] = zarr.open_array(
+                    store, path=f"{self.group}/segments/{segment}/valid", mode="r"
+                )[:]
+            row = self._table["segment_row"][i]
+            parts.append(cache[segment][row : row + self._table["length"][i]])
+        return parts
+
+    def _write_index(self, table: dict[str, list[Any]], valid: np.ndarray) -> str:
+        index_id = _new_id()
+        lengths = np.asarray(table["length"], dtype=np.int64)
+        firsts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        seqs = list(zip(firsts.tolist(), lengths.tolist(), strict=True))
+        keep = valid if self.eval_keep_valid else None
+        windows = {
+            "train_stride1": train_windows(seqs, stride=1, match_vibe=True),
+            "train_stride16": train_windows(seqs, stride=16),
+            "eval_tcmr": eval_windows(seqs, match_vibe=False, keep=keep),
+            "eval_vibe": eval_windows(seqs, match_vibe=True, keep=keep),
+        }
+        zgroup = zarr.open_group(
+            self.location.zarr_store(), path=f"{self.group}/index/{index_id}", mode="w"
+        )
+        for name, value in windows.items():
+            rows = max(len(value), 1)
+            zgroup.create_array(
+                name,
+                data=value,
+                chunks=(min(rows, 1 << 16), *value.shape[1:]),
+                compressors=zarr.codecs.BloscCodec(cname="zstd", clevel=3),
+            )
+        zgroup.attrs.put({"sequences": table})
+        return index_id
