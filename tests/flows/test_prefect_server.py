@@ -1,0 +1,20 @@
+"""A real Prefect server on loopback: the work pool the deployments in prefect.yaml use."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+from conftest import PrefectServer
+
+
+def test_a_process_work_pool_is_created_on_a_real_server(prefect_server: PrefectServer) -> None:
+    prefect_server.cli("work-pool", "create", "tcmr-process", "--type", "process")
+
+    with urllib.request.urlopen(f"{prefect_server.api_url}/work_pools/tcmr-process") as response:
+        pool = json.load(response)
+    inspected = prefect_server.cli("work-pool", "inspect", "tcmr-process").stdout
+
+    assert pool["name"] == "tcmr-process"
+    assert pool["type"] == "process"
+    assert "type='process'" in inspected
