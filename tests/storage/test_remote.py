@@ -11,7 +11,7 @@ from urllib.request import urlopen
 
 import numpy as np
 import pytest
-from conftest import make_sequence
+from store_samples import make_sequence
 
 from storage.maintenance import compact
 from storage.provenance import Provenance

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from conftest import make_sequence
+from store_samples import make_sequence
 
 from storage import schema
 from storage.backend import STORE_ATTR

@@ -1,0 +1,290 @@
+"""PyTorch datasets over stores: the official training and evaluation samples, mixed batches.
+
+Training sample (TCMR `Dataset3D.get_single_item`, `Dataset2D`, `Insta`), K = len(target_frames):
+    features [16, 2048] float32; theta [K, 85] = [1, 0, 0 | pose 72 | shape 10];
+    kp_2d [K, 49, 3]: x, y warped into the 1.2x bbox crop and normalised to [-1, 1], conf;
+    kp_3d [K, 49, 3] metres; kp_3d_valid [K, 49] bool; w_smpl [K] bool; w_3d [K] bool.
+The targets are frame `target_frames[j]` of the window (TCMR: the mid frame 8, three times,
+for the past, future and integrated outputs). A 2D-only store (PoseTrack, InstaVariety)
+gives the same keys with w_smpl = w_3d = False, so mixed batches collate into one dict.
+InstaVariety keypoints are already in 224-pixel crop coordinates; its import stores the
+bbox whose 1.2x crop is that whole image, so the same warp reduces to the official /224.
+
+Evaluation sample (`evaluate.py`): one window per frame with the official edge padding;
+features [16, 2048], the evaluated frame's theta [85], kp_3d [49, 3], kp_3d_valid [49],
+valid, bbox, instance_id `f'{name}_{frame:06d}'`, frame_row and sequence index.
+
+Memory stays bounded: nothing loads a whole store. `ChunkShuffleSampler` shuffles chunk
+blocks of windows, then windows inside a buffer of blocks, so consecutive samples hit the
+store's block cache; `mixed_loader` runs that in worker processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
+
+from storage.errors import StoreError
+from storage.layout import MID_FRAME, SEQLEN
+from storage.reader import Store
+from storage.schema import CHUNK_ROWS
+
+CROP_SCALE = 1.2
+"""The official loader warps 2D keypoints with a 1.2x crop of the stored bbox."""
+
+
+def normalise_keypoints(kp: np.ndarray, bbox: np.ndarray, scale: float = CROP_SCALE) -> np.ndarray:
+    """Pixels -> [-1, 1] in the square `scale * bbox` crop (`transfrom_keypoints` + normalise).
+
+    kp [..., J, 3] (x, y, conf), bbox [..., 4] (cx, cy, w, h); the confidence is kept.
+    """
+    out = kp.astype(np.float32, copy=True)
+    centre = bbox[..., None, :2]
+    size = bbox[..., None, 2:4] * scale
+    out[..., :2] = 2.0 * (kp[..., :2] - centre) / size
+    return out
+
+
+def make_theta(pose: np.ndarray, shape: np.ndarray) -> np.ndarray:
+    """[1, 0, 0 | pose | shape] per row, as the official `theta` (the camera is unsupervised)."""
+    cam = np.zeros((*pose.shape[:-1], 3), dtype=np.float32)
+    cam[..., 0] = 1.0
+    return np.concatenate([cam, pose, shape], axis=-1).astype(np.float32)
+
+
+class WindowDataset(Dataset):
+    """Training windows of one store; `target_frames` picks the supervised frames."""
+
+    def __init__(
+        self,
+        store: Store,
+        protocol: str = "train_stride1",
+        target_frames: Sequence[int] = (MID_FRAME, MID_FRAME, MID_FRAME),
+        use_smpl: bool = True,
+    ) -> None:
+        if not protocol.startswith("train_"):
+            raise StoreError(f"WindowDataset takes a train_* protocol, got {protocol!r}")
+        self.store = store
+        self.protocol = protocol
+        self.starts = store.windows(protocol)
+        if len(self.starts) == 0:
+            raise StoreError(
+                f"store {store.where} has no {protocol} windows "
+                f"({len(store.sequences)} sequences, none of >= {SEQLEN} frames)"
+            )
+        self.target_frames = np.asarray(list(target_frames), dtype=np.int64)
+        if self.target_frames.min() < 0 or self.target_frames.max() >= SEQLEN:
+            raise ValueError(f"target_frames must lie in [0, {SEQLEN}), got {target_frames}")
+        self.use_smpl = use_smpl
+        """False reproduces w_smpl = 0 for H36M under `repr_table4_3dpw_model` (issue #6)."""
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        start = int(self.starts[index])
+        store = self.store
+        targets = start + self.target_frames
+        kp_3d = store.rows("joints3d", targets)
+        has_smpl = store.rows("has_smpl", targets) & self.use_smpl
+        sample = {
+            "features": store.rows("features", np.arange(start, start + SEQLEN)),
+            "theta": make_theta(store.rows("pose", targets), store.rows("shape", targets)),
+            "kp_2d": normalise_keypoints(
+                store.rows("joints2d", targets), store.rows("bbox", targets)
+            ),
+            "kp_3d": kp_3d[..., :3],
+            "kp_3d_valid": kp_3d[..., 3] > 0,
+            "w_smpl": has_smpl,
+            "w_3d": store.rows("has_3d", targets),
+        }
+        sample["features"] = sample["features"].astype(np.float32)
+        return {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in sample.items()}
+
+
+class EvalDataset(Dataset):
+    """One window per evaluated frame: `protocol` "tcmr" (evaluate.py) or "vibe" (validation)."""
+
+    def __init__(self, store: Store, protocol: str = "tcmr") -> None:
+        if protocol not in ("tcmr", "vibe"):
+            raise StoreError(f"evaluation protocol must be 'tcmr' or 'vibe', got {protocol!r}")
+        self.store = store
+        self.windows = store.windows(f"eval_{protocol}")
+        if len(self.windows) == 0:
+            raise StoreError(
+                f"store {store.where} has no evaluation windows: no sequence of >= {SEQLEN} "
+                "usable frames"
+            )
+        firsts = np.array([seq.first_row for seq in store.sequences], dtype=np.int64)
+        self.sequence = np.searchsorted(firsts, self.windows[:, MID_FRAME], side="right") - 1
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str | int]:
+        rows = self.windows[index]
+        row = rows[MID_FRAME : MID_FRAME + 1]
+        store = self.store
+        seq = store.sequences[int(self.sequence[index])]
+        frame = int(store.rows("frame_index", row)[0])
+        kp_3d = store.rows("joints3d", row)[0]
+        sample: dict[str, torch.Tensor | str | int] = {
+            "features": torch.from_numpy(store.rows("features", rows).astype(np.float32)),
+            "theta": torch.from_numpy(
+                make_theta(store.rows("pose", row), store.rows("shape", row))[0]
+            ),
+            "kp_3d": torch.from_numpy(np.ascontiguousarray(kp_3d[:, :3])),
+            "kp_3d_valid": torch.from_numpy(kp_3d[:, 3] > 0),
+            "w_smpl": torch.from_numpy(store.rows("has_smpl", row))[0],
+            "valid": torch.from_numpy(store.rows("valid", row))[0],
+            "bbox": torch.from_numpy(store.rows("bbox", row)[0]),
+            "instance_id": f"{seq.name}_{frame:06d}",
+            "frame_row": int(row[0]),
+            "sequence": int(self.sequence[index]),
+        }
+        return sample
+
+
+class ChunkShuffleSampler(Sampler[int]):
+    """Shuffled window order that keeps neighbours together: a shuffle buffer over chunks.
+
+    Windows are grouped by the chunk block of their start row; blocks are shuffled, and the
+    windows of `buffer_blocks` consecutive blocks are shuffled together. Every window is
+    drawn once per epoch; consecutive draws decode few distinct chunks.
+    """
+
+    def __init__(
+        self,
+        starts: np.ndarray,
+        buffer_blocks: int = 8,
+        seed: int = 0,
+        block_rows: int = CHUNK_ROWS,
+    ) -> None:
+        self.starts = np.asarray(starts)
+        self.buffer_blocks = buffer_blocks
+        self.block_rows = block_rows
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def order(self, rng: np.random.Generator) -> np.ndarray:
+        blocks = self.starts // self.block_rows
+        by_block = np.argsort(blocks, kind="stable")
+        bounds = np.flatnonzero(np.diff(blocks[by_block])) + 1
+        groups = np.split(by_block, bounds)
+        picked = rng.permutation(len(groups))
+        out = []
+        for lo in range(0, len(picked), self.buffer_blocks):
+            buffer = np.concatenate([groups[g] for g in picked[lo : lo + self.buffer_blocks]])
+            out.append(rng.permutation(buffer))
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+    def __iter__(self) -> Iterator[int]:
+        rng = np.random.default_rng((self.seed, self.epoch))
+        yield from self.order(rng).tolist()
+
+
+def _window_starts(dataset: Dataset) -> np.ndarray:
+    return dataset.starts if isinstance(dataset, WindowDataset) else np.arange(len(dataset))
+
+
+class MixedBatchSampler(Sampler[list[int]]):
+    """Batches of `batch_2d` windows from the 2D datasets and `batch_3d` from the 3D ones.
+
+    Indices refer to `ConcatDataset(datasets_2d + datasets_3d)`. Within a group every
+    sample picks its dataset with probability proportional to its window count (as the
+    official ConcatDataset + shuffle does), then takes the next window of that dataset's
+    chunk-aware shuffled stream.
+    """
+
+    def __init__(
+        self,
+        datasets_2d: Sequence[Dataset],
+        datasets_3d: Sequence[Dataset],
+        batch_2d: int = 19,
+        batch_3d: int = 13,
+        batches: int | None = None,
+        seed: int = 0,
+        buffer_blocks: int = 8,
+    ) -> None:
+        sizes = [len(d) for d in (*datasets_2d, *datasets_3d)]
+        if (batch_2d and not datasets_2d) or (batch_3d and not datasets_3d):
+            raise StoreError("a mixed batch needs at least one dataset in each non-empty group")
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        n2 = len(datasets_2d)
+        self.groups = [
+            (batch_2d, list(range(n2))),
+            (batch_3d, list(range(n2, n2 + len(datasets_3d)))),
+        ]
+        self.samplers = [
+            ChunkShuffleSampler(_window_starts(d), buffer_blocks, seed + i)
+            for i, d in enumerate((*datasets_2d, *datasets_3d))
+        ]
+        self.sizes = np.asarray(sizes, dtype=np.int64)
+        self.offsets = offsets
+        default = max(
+            (int(self.sizes[ids].sum()) // size for size, ids in self.groups if size), default=0
+        )
+        self.batches = batches if batches is not None else default
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng((self.seed, self.epoch, 1))
+        streams: dict[int, Iterator[int]] = {}
+        pass_no = dict.fromkeys(range(len(self.samplers)), 0)
+
+        def draw(ds: int) -> int:
+            while True:
+                value = next(streams[ds], None) if ds in streams else None
+                if value is not None:
+                    return int(self.offsets[ds]) + value
+                sampler = self.samplers[ds]
+                order = sampler.order(
+                    np.random.default_rng((self.seed, self.epoch, ds, pass_no[ds]))
+                )
+                pass_no[ds] += 1
+                streams[ds] = iter(order.tolist())
+
+        for _ in range(self.batches):
+            batch: list[int] = []
+            for size, ids in self.groups:
+                if not size:
+                    continue
+                weights = self.sizes[ids] / self.sizes[ids].sum()
+                for ds in rng.choice(ids, size=size, p=weights):
+                    batch.append(draw(int(ds)))
+            yield batch
+
+
+def mixed_loader(
+    datasets_2d: Sequence[Dataset],
+    datasets_3d: Sequence[Dataset],
+    batch_2d: int = 19,
+    batch_3d: int = 13,
+    batches: int | None = None,
+    num_workers: int = 2,
+    seed: int = 0,
+) -> DataLoader:
+    """A DataLoader of mixed batches (dicts of tensors, 2D windows first)."""
+    sampler = MixedBatchSampler(datasets_2d, datasets_3d, batch_2d, batch_3d, batches, seed)
+    return DataLoader(
+        ConcatDataset([*datasets_2d, *datasets_3d]),
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+    )

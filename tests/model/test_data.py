@@ -1,0 +1,147 @@
+"""Training / evaluation samples and mixed batches read from real stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model.data import (
+    ChunkShuffleSampler,
+    EvalDataset,
+    MixedBatchSampler,
+    WindowDataset,
+    mixed_loader,
+    normalise_keypoints,
+)
+from storage.errors import StoreError
+from storage.provenance import Provenance
+from storage.reader import open_store
+from storage.writer import StoreWriter
+
+
+def sequence(length: int, seed: int, with_3d: bool) -> dict[str, np.ndarray]:
+    """One sequence whose feature column 0 is the frame number and column 1 the seed."""
+    rng = np.random.default_rng(seed)
+    features = np.zeros((length, 2048), np.float32)
+    features[:, 0] = np.arange(length)
+    features[:, 1] = seed
+    joints3d = rng.normal(size=(length, 49, 4)).astype(np.float32)
+    joints3d[..., 3] = 1.0 if with_3d else 0.0
+    if not with_3d:
+        joints3d[..., :3] = 0.0
+    return {
+        "features": features,
+        "joints2d": rng.random((length, 49, 3), dtype=np.float32) * 400,
+        "joints3d": joints3d,
+        "pose": rng.normal(size=(length, 72)).astype(np.float32) * with_3d,
+        "shape": rng.normal(size=(length, 10)).astype(np.float32) * with_3d,
+        "bbox": np.tile(np.array([200.0, 300.0, 100.0, 100.0], np.float32), (length, 1)),
+        "frame_index": np.arange(length, dtype=np.int64) + 1000,
+        "valid": np.arange(length) != 3,
+        "has_smpl": np.full(length, with_3d),
+    }
+
+
+def build(root: Path, group: str, lengths: list[int], with_3d: bool) -> dict:
+    writer = StoreWriter(str(root), group, Provenance())
+    data = {}
+    for i, length in enumerate(lengths):
+        data[i] = sequence(length, seed=i + 1, with_3d=with_3d)
+        writer.add(f"seq{i}", 0, 30.0, f"h{i}", data[i])
+    writer.commit()
+    return data
+
+
+def test_normalise_keypoints_official_crop() -> None:
+    kp = np.array([[[200.0, 300.0, 1.0], [260.0, 240.0, 0.0]]], np.float32)
+    bbox = np.array([[200.0, 300.0, 100.0, 100.0]], np.float32)
+    out = normalise_keypoints(kp, bbox)
+    # Centre -> 0; 60 px right of centre in a 120 px (1.2 x 100) crop -> 2 * 60 / 120 = 1.
+    np.testing.assert_allclose(out[0, :, :2], [[0.0, 0.0], [1.0, -1.0]])
+    assert out[0, 1, 2] == 0.0
+
+
+def test_training_sample_mid_frame_targets(tmp_path: Path) -> None:
+    data = build(tmp_path, "3dpw/train/base", [40, 10], with_3d=True)
+    dataset = WindowDataset(open_store(str(tmp_path), "3dpw/train/base"))
+    assert len(dataset) == 32  # 32 kept frames of the 40-frame sequence; 10 is too short
+    sample = dataset[20]  # window 20 starts at row 12 (after 8 head copies)
+    assert sample["features"].shape == (16, 2048) and sample["features"].dtype == torch.float32
+    np.testing.assert_array_equal(sample["features"][:, 0].numpy(), np.arange(12, 28))
+    seq = data[0]
+    assert sample["theta"].shape == (3, 85)
+    np.testing.assert_allclose(sample["theta"][1, 3:75].numpy(), seq["pose"][20], rtol=1e-6)
+    np.testing.assert_allclose(sample["theta"][0, :3].numpy(), [1.0, 0.0, 0.0])
+    expected_kp = normalise_keypoints(seq["joints2d"][20], seq["bbox"][20])
+    np.testing.assert_allclose(sample["kp_2d"][2].numpy(), expected_kp, rtol=1e-6)
+    np.testing.assert_allclose(sample["kp_3d"][0].numpy(), seq["joints3d"][20, :, :3])
+    assert sample["w_smpl"].tolist() == [True] * 3 and sample["w_3d"].all()
+    ablation = WindowDataset(dataset.store, "train_stride16", target_frames=(7, 9))
+    assert ablation[1]["theta"].shape == (2, 85)
+    np.testing.assert_allclose(ablation[1]["theta"][1, 3:75].numpy(), seq["pose"][25], rtol=1e-6)
+    assert not WindowDataset(dataset.store, use_smpl=False)[0]["w_smpl"].any()
+
+
+def test_eval_sample_one_window_per_frame(tmp_path: Path) -> None:
+    build(tmp_path, "3dpw/test/base", [20, 5, 18], with_3d=True)
+    store = open_store(str(tmp_path), "3dpw/test/base")
+    dataset = EvalDataset(store, "tcmr")
+    # frame 3 of each sequence is invalid and dropped before windowing (3DPW rule).
+    assert len(dataset) == 19 + 17
+    first = dataset[0]
+    assert (first["features"][:, 0] == 0).all()
+    assert first["instance_id"] == "seq0_001000" and first["valid"]
+    item = dataset[10]
+    assert item["instance_id"] == "seq0_001011"
+    assert item["features"][8, 0] == 11 and 3 not in item["features"][:, 0].tolist()
+    assert dataset[19]["instance_id"] == "seq2_001000" and dataset[19]["sequence"] == 2
+    assert len(EvalDataset(store, "vibe")) == 16 + 16
+
+
+def test_chunk_shuffle_covers_every_window_locally() -> None:
+    starts = np.arange(1000)
+    sampler = ChunkShuffleSampler(starts, buffer_blocks=2, block_rows=100)
+    order = list(sampler)
+    assert sorted(order) == list(range(1000))
+    assert order != list(range(1000))
+    # Every run of 200 draws touches at most 2 blocks of 100 windows.
+    for lo in range(0, 1000, 200):
+        assert len({i // 100 for i in order[lo : lo + 200]}) == 2
+
+
+def test_mixed_batches_proportional_and_collated(tmp_path: Path) -> None:
+    build(tmp_path, "insta/train/base", [64, 32], with_3d=False)
+    build(tmp_path, "posetrack/train/base", [32], with_3d=False)
+    build(tmp_path, "3dpw/train/base", [48], with_3d=True)
+    two_d = [
+        WindowDataset(open_store(str(tmp_path), group))
+        for group in ("insta/train/base", "posetrack/train/base")
+    ]
+    three_d = [WindowDataset(open_store(str(tmp_path), "3dpw/train/base"))]
+    sampler = MixedBatchSampler(two_d, three_d, batch_2d=19, batch_3d=13, batches=40)
+    counts = np.zeros(3)
+    for batch in sampler:
+        assert len(batch) == 32
+        assert all(i < 128 for i in batch[:19]) and all(i >= 128 for i in batch[19:])
+        counts[0] += sum(i < 96 for i in batch[:19])
+        counts[1] += sum(96 <= i < 128 for i in batch[:19])
+    assert abs(counts[0] / (counts[0] + counts[1]) - 0.75) < 0.06
+    loader = mixed_loader(two_d, three_d, batch_2d=3, batch_3d=2, batches=2, num_workers=1)
+    batches = list(loader)
+    assert len(batches) == 2
+    batch = batches[0]
+    assert batch["features"].shape == (5, 16, 2048) and batch["kp_2d"].shape == (5, 3, 49, 3)
+    assert batch["w_3d"].tolist() == [[False] * 3] * 3 + [[True] * 3] * 2
+    assert not batch["w_smpl"][:3].any() and batch["theta"].shape == (5, 3, 85)
+
+
+def test_empty_store_split_is_a_clear_error(tmp_path: Path) -> None:
+    build(tmp_path, "3dpw/val/base", [10], with_3d=True)
+    store = open_store(str(tmp_path), "3dpw/val/base")
+    with pytest.raises(StoreError, match="no train_stride1 windows"):
+        WindowDataset(store)
+    with pytest.raises(StoreError, match="no evaluation windows"):
+        EvalDataset(store)
