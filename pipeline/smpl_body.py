@@ -9,8 +9,6 @@ joints (nose, eyes, ears, toes, heels), 9 `J_regressor_extra` rows, picked by `J
 from __future__ import annotations
 
 import pickle
-import sys
-import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +64,6 @@ def load_smpl_arrays(path: Path) -> dict[str, Any]:
             with np.load(path, allow_pickle=False) as data:
                 raw: Mapping[str, Any] = dict(data)
         else:
-            sys.modules.setdefault("chumpy", types.ModuleType("chumpy"))
             with open(path, "rb") as handle:
                 raw = _SmplUnpickler(handle, encoding="latin1").load()
     except (OSError, pickle.UnpicklingError, EOFError, ValueError) as error:

@@ -1,0 +1,159 @@
+"""3DPW reader against the sample written from the format description."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from pipeline.datasets.pw3d import read_3dpw
+from pipeline.datasets.records import Quarantine
+from pipeline.sample.pw3d import CAMPOSE_INVALID, LOW_CONFIDENCE
+from pipeline.sample.py2pickle import dumps_py2
+from pipeline.smpl_body import SpinBody
+from storage.errors import FormatError
+
+
+@pytest.fixture(scope="module")
+def records(sample_dir: Path, sample_body: SpinBody) -> dict[str, list]:
+    out = {}
+    for split in ("train", "validation", "test"):
+        quarantine = Quarantine()
+        out[split] = (
+            list(read_3dpw(sample_dir / "3DPW", split, quarantine, sample_body)),
+            quarantine,
+        )
+    return out
+
+
+def _truth(sample_truth: dict[str, Any], split: str, sequence: str, person: int) -> Any:
+    return sample_truth["3dpw"].people[(split, sequence, person)]
+
+
+def test_counts_shapes_and_dtypes(records: dict) -> None:
+    train, _ = records["train"]
+    val, _ = records["validation"]
+    assert [(r.name, r.person_id, len(r)) for r in train] == [("courtyard_fake_00", 0, 48)]
+    assert [(r.name, r.person_id, len(r)) for r in val] == [
+        ("downtown_fake_00", 0, 24), ("downtown_fake_00", 1, 24)
+    ]  # fmt: skip
+    record = train[0]
+    assert record.joints2d.shape == (48, 49, 3) and record.joints2d.dtype == np.float32
+    assert record.joints3d.shape == (48, 49, 4) and record.pose.dtype == np.float32
+    assert record.fps == 30.0 and record.has_smpl.all()
+    assert record.images[5].path.endswith("imageFiles/courtyard_fake_00/image_00005.jpg")
+
+
+def test_train_3d_joints_are_the_49_camera_frame_joints(records: dict, sample_truth: dict) -> None:
+    record = records["train"][0][0]
+    truth = _truth(sample_truth, "train", "courtyard_fake_00", 0)
+    np.testing.assert_allclose(record.joints3d[..., :3], truth.joints49, atol=1e-4)
+    assert record.joints3d[..., 3].all()
+    # Global orientation back in the camera frame; the body shape is betas[:10].
+    orient = Rotation.from_rotvec(record.pose[:, :3]).as_matrix()
+    np.testing.assert_allclose(
+        orient, Rotation.from_rotvec(truth.pose_cam[:, :3]).as_matrix(), atol=1e-4
+    )
+    np.testing.assert_allclose(record.shape[0], truth.betas, atol=1e-6)
+
+
+def test_eval_splits_carry_14_joints_at_spin_25_to_38(records: dict, sample_truth: dict) -> None:
+    for record in records["validation"][0]:
+        truth = _truth(sample_truth, "validation", "downtown_fake_00", record.person_id)
+        np.testing.assert_allclose(record.joints3d[:, 25:39, :3], truth.joints14, atol=1e-4)
+        assert record.joints3d[:, 25:39, 3].all()
+        assert not record.joints3d[:, :25].any() and not record.joints3d[:, 39:].any()
+
+
+def test_2d_mapping_threshold_and_validity(records: dict, sample_truth: dict) -> None:
+    record = records["train"][0][0]
+    truth = _truth(sample_truth, "train", "courtyard_fake_00", 0)
+    # poses2d (COCO-18) index 10 RAnkle -> spin 25, index 5 LShoulder -> spin 34.
+    np.testing.assert_allclose(record.joints2d[:, 25, :2], truth.poses2d[:, 10, :2], atol=1e-3)
+    np.testing.assert_allclose(record.joints2d[:, 34, :2], truth.poses2d[:, 5, :2], atol=1e-3)
+    assert set(np.unique(record.joints2d[..., 2])) == {0.0, 1.0}
+    frame, _, _ = LOW_CONFIDENCE  # conf 0.2 on LWrist (-> spin 36) is not visible
+    assert record.joints2d[frame, 36, 2] == 0 and record.joints2d[frame + 1, 36, 2] == 1
+    assert not record.joints2d[:, [37, 38]].any()  # neck and head top are masked
+    assert not record.joints2d[:, :25].any()
+    assert not record.valid[list(CAMPOSE_INVALID)].any() and record.valid.sum() == 46
+    bbox = record.bbox[0]
+    assert bbox[2] == bbox[3] and 40 < bbox[2] < 200
+
+
+def test_first_frames_without_detection_do_not_shift_boxes(
+    records: dict, sample_truth: dict
+) -> None:
+    test, quarantine = records["test"]
+    (record,) = test
+    assert record.frame_index[0] == 2 and len(record) == 19  # frames 0, 1 and 21 dropped
+    truth = _truth(sample_truth, "test", "outdoors_fake_00", 0)
+    np.testing.assert_allclose(record.joints2d[0, 25, :2], truth.poses2d[2, 10, :2], atol=1e-3)
+    # The box of each kept frame surrounds that frame's own joints.
+    visible = record.joints2d[..., 2] > 0
+    for box, joints, vis in zip(record.bbox, record.joints2d, visible, strict=True):
+        assert np.abs(joints[vis, :2] - box[:2]).max() < box[2] / 2
+    reasons = [skip.reason for skip in quarantine.skips]
+    assert any("2 frames < min_frames" in reason for reason in reasons)
+
+
+def _copy(sample_dir: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "3DPW"
+    shutil.copytree(sample_dir / "3DPW", root)
+    return root
+
+
+def _edit(path: Path, change: Any) -> None:
+    with open(path, "rb") as handle:
+        data = pickle.load(handle, encoding="latin1")
+    change(data)
+    path.write_bytes(dumps_py2(data))
+
+
+def test_bad_inputs_are_skips_or_named_errors(
+    sample_dir: Path, tmp_path: Path, sample_body: SpinBody
+) -> None:
+    root = _copy(sample_dir, tmp_path)
+    val = root / "sequenceFiles" / "validation" / "downtown_fake_00.pkl"
+
+    def nan_and_blind(data: dict) -> None:
+        data["trans"][0][3, 1] = np.nan
+        data["poses2d"][1][:] = 0.0
+
+    _edit(val, nan_and_blind)
+    quarantine = Quarantine()
+    assert list(read_3dpw(root, "validation", quarantine, sample_body)) == []
+    fields = {skip.key: skip.reason for skip in quarantine.skips}
+    assert "NaN" in fields["3dpw/validation/downtown_fake_00/person0"]
+    assert "no visible joint" in fields["3dpw/validation/downtown_fake_00/person1"]
+    with pytest.raises(FormatError, match="field trans contains NaN"):
+        list(read_3dpw(root, "validation", None, sample_body))
+
+    test = root / "sequenceFiles" / "test" / "outdoors_fake_00.pkl"
+    _edit(test, lambda data: data.pop("cam_poses"))
+    with pytest.raises(FormatError, match=r"outdoors_fake_00.pkl: field\(s\) cam_poses missing"):
+        list(read_3dpw(root, "test", None, sample_body))
+
+    train = root / "sequenceFiles" / "train" / "courtyard_fake_00.pkl"
+    (root / "imageFiles" / "courtyard_fake_00" / "image_00030.jpg").unlink()
+    with pytest.raises(FormatError, match=r"image_00030\.jpg"):
+        list(read_3dpw(root, "train", None, sample_body))
+    train.write_bytes(train.read_bytes()[:500])
+    quarantine = Quarantine()
+    assert list(read_3dpw(root, "train", quarantine, sample_body)) == []
+    assert (
+        quarantine.skips[0].field == "pickle"
+        and "courtyard_fake_00.pkl" in quarantine.skips[0].file
+    )
+
+
+def test_python2_pickle_needs_latin1(sample_dir: Path) -> None:
+    data = (sample_dir / "3DPW" / "sequenceFiles" / "train" / "courtyard_fake_00.pkl").read_bytes()
+    assert b"cnumpy.core.multiarray\n_reconstruct" in data
+    with pytest.raises(UnicodeDecodeError):
+        pickle.loads(data)
