@@ -53,3 +53,13 @@ class Provenance:
         return [
             f"{key}: {mine[key]!r} != {theirs[key]!r}" for key in mine if mine[key] != theirs[key]
         ]
+
+    def incompatibilities(self, other: Provenance) -> list[str]:
+        """Differences that forbid mixing two sets of sequences in one store.
+
+        The source digest may differ: updating it is what an incremental refresh does.
+        """
+        return [line for line in self.differences(other) if not line.startswith(REFRESHABLE)]
+
+
+REFRESHABLE = "source_manifest_digest:"

@@ -187,7 +187,8 @@ def read_table(loc: Location, group: str, pointer: dict[str, Any]) -> dict[str, 
 class StoreWriter:
     """Opens a store group for one commit: add / replace / drop sequences, then `commit()`.
 
-    `mode="append"` keeps what is committed (its provenance must equal `provenance`);
+    `mode="append"` keeps what is committed (its provenance must equal `provenance` up to the
+    source digest, which a refresh updates);
     `mode="overwrite"` starts from an empty table (the old data stays readable until the
     commit swaps the pointer). `eval_keep_valid` says whether evaluation windows skip rows
     with `valid == False` (3DPW `campose_valid`) or keep them for masking (MPI-INF-3DHP).
@@ -213,7 +214,7 @@ class StoreWriter:
         self._table: dict[str, list[Any]] = {column: [] for column in SEQUENCE_COLUMNS}
         if pointer is not None and mode == "append":
             stored = Provenance.from_dict(pointer["provenance"], f"{self.where} attributes")
-            diff = stored.differences(provenance)
+            diff = stored.incompatibilities(provenance)
             if diff:
                 raise StoreError(
                     f"store {self.where} was built with another provenance ({'; '.join(diff)}); "
