@@ -1,0 +1,81 @@
+"""`tcmr import-db` and `tcmr store ...`: bring official db files in, inspect and compact stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def _root(store: str | None) -> str:
+    from storage.settings import get_settings
+
+    return store or get_settings().store
+
+
+def register(app: typer.Typer) -> None:
+    """Add `import-db` and the `store` sub-command group to the `tcmr` app."""
+    store_app = typer.Typer(help="Zarr feature stores: inspect, compact.", no_args_is_help=True)
+
+    @app.command("import-db")
+    def import_db_command(
+        file: Path = typer.Argument(..., help="An official *_db.pt (joblib) or insta_train_db.h5."),
+        dataset: str = typer.Option(
+            ..., help="3dpw, mpii3d, h36m, posetrack, pennaction or insta."
+        ),
+        split: str = typer.Option(..., help="train, val or test."),
+        variant: str = typer.Option("base", help="Store variant name, e.g. occ or tight."),
+        store: str | None = typer.Option(
+            None, help="Store root (path or URL); default TCMR_STORE."
+        ),
+        crop_scale: float | None = typer.Option(
+            None, help="Feature crop scale of the file (default: the released dbs' scale)."
+        ),
+    ) -> None:
+        """Import (or refresh from) an official preprocessed db file into a store."""
+        from storage.importdb import import_db
+
+        group = f"{dataset}/{split}/{variant}"
+        plan = import_db(file, dataset, split, _root(store), group, crop_scale)
+        typer.echo(
+            f"{_root(store)}/{group}: {len(plan.add)} added, {len(plan.replace)} replaced, "
+            f"{len(plan.drop)} dropped, {len(plan.unchanged)} unchanged sequences"
+        )
+
+    @store_app.command("info")
+    def info(
+        store: str | None = typer.Argument(None, help="Store root; default TCMR_STORE."),
+        group: str | None = typer.Argument(None, help="e.g. 3dpw/test/base; default: all."),
+    ) -> None:
+        """Shape, sequences, windows and provenance of one store group (or all of them)."""
+        from storage.reader import open_store, store_groups
+        from storage.writer import WINDOW_PROTOCOLS
+
+        root = _root(store)
+        groups = [group] if group else store_groups(root)
+        if not groups:
+            typer.echo(f"no stores under {root}")
+        for name in groups:
+            opened = open_store(root, name)
+            frames = sum(seq.length for seq in opened.sequences)
+            typer.echo(
+                f"{name}: {frames} frames, {len(opened.sequences)} sequences, "
+                f"{len(opened.segments)} segments, commit {opened.pointer['commit']}"
+            )
+            windows = ", ".join(f"{p} {len(opened.windows(p))}" for p in WINDOW_PROTOCOLS)
+            typer.echo(f"  windows: {windows}")
+            for key, value in opened.provenance.to_dict().items():
+                typer.echo(f"  {key}: {value}")
+
+    @store_app.command("compact")
+    def compact_command(
+        group: str = typer.Argument(..., help="e.g. 3dpw/test/base"),
+        store: str | None = typer.Option(None, help="Store root; default TCMR_STORE."),
+    ) -> None:
+        """Rewrite a store group densely and delete data no commit references."""
+        from storage.maintenance import compact
+
+        compacted = compact(_root(store), group)
+        typer.echo(f"{group}: {len(compacted)} frames in {len(compacted.segments)} segment")
+
+    app.add_typer(store_app, name="store")
