@@ -1,0 +1,354 @@
+"""Human3.6M reader: G. Moon's JSON repackaging (what TCMR reads) or the raw release.
+
+`source="json"` (datasets.md §6b): `images/s_SS_act_AA_subact_ss_ca_CC/*_%06d.jpg`,
+`annotations/Human36M_subject{S}_{camera,joint_3d}.json` and, when present,
+`Human36M_subject{S}_SMPL_NeuralAnnot.json`. Joints are in Moon's order, whose legs are
+right first; mapping by name puts them in the right slots (TCMR swaps pairs by index).
+World joints become camera joints by `R X + t` and pixels by the pinhole f, c.
+
+`source="raw"` (§6a): `S{n}/MyPoseFeatures/D3_Positions_mono/<Action>.<cam>.cdf`
+(camera-frame mm) and `D2_Positions/<Action>.<cam>.cdf` (px), 32 joints each, of which
+SPIN's 17 (`H36M_RAW_TO_17`, VIBE h36m order, named left/right by the skeleton itself)
+are kept; frames are `Videos/<Action>.<cam>.mp4`; `_ALL` files are skipped.
+
+Official TCMR rules as defaults: train subjects 1, 5, 6, 7, 8, test 9, 11; every 2nd frame
+(50 -> 25 fps); 3D in metres root-relative at the pelvis; 2D confidence 1; smoothed bbox
+(vis 0.3, sigma 8) x 0.9 ("tight"); crop scale 1.0; optionally the front camera only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cdflib
+import numpy as np
+
+from pipeline.bbox import smooth_bbox
+from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord
+from pipeline.datasets.video import probe_video
+from pipeline.joints import SPIN_INDEX, to_spin49
+from storage.errors import FormatError, MissingFileError
+from storage.layout import SEQLEN
+
+DATASET = "h36m"
+SOURCE_FPS = 50.0
+SUBJECTS = {"train": (1, 5, 6, 7, 8), "test": (9, 11)}
+FRONT_CAMERA = {"json": "4", "raw": "60457274"}
+# SPIN's pick of 17 of the 32 raw joints, in VIBE h36m order (datasets.md §1.6).
+H36M_RAW_TO_17 = (11, 6, 7, 8, 1, 2, 3, 12, 24, 14, 15, 17, 18, 19, 25, 26, 27)
+_PELVIS = SPIN_INDEX["hip"]
+_FOLDER = re.compile(r"s_(\d+)_act_(\d+)_subact_(\d+)_ca_(\d+)")
+
+
+@dataclass(frozen=True)
+class H36mRules:
+    """Official TCMR preprocessing rules, recorded in a store's provenance."""
+
+    source: str = "json"
+    subjects: dict[str, tuple[int, ...]] = field(default_factory=lambda: dict(SUBJECTS))
+    step: int = 2
+    front_only: bool = False
+    bbox_vis_thresh: float = 0.3
+    bbox_enlarge: float = 0.9
+    bbox_sigma: float = 8.0
+    crop_scale: float = 1.0
+    min_length: int = SEQLEN
+
+
+def _reject(
+    quarantine: Quarantine | None, key: str, file: Path, field_name: str, reason: str
+) -> None:
+    if quarantine is None:
+        raise FormatError(f"{file}: field {field_name}: {reason}")
+    quarantine.add(key, file, field_name, reason)
+
+
+def _load_json(path: Path) -> dict:
+    if not path.is_file():
+        raise MissingFileError(f"{path}: Human3.6M annotation file is missing")
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def _array(value: object, shape: tuple[int, ...], path: Path, name: str) -> np.ndarray:
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise FormatError(f"{path}: field {name} is not numeric") from exc
+    if array.shape != shape:
+        raise FormatError(f"{path}: field {name} has shape {array.shape}, expected {shape}")
+    return array
+
+
+def _build(
+    key: str,
+    split: str,
+    joints2d17: np.ndarray,
+    joints3d17_m: np.ndarray,
+    convention: str,
+    images: list[ImageRef],
+    frame_index: np.ndarray,
+    rules: H36mRules,
+    content_hash: str,
+    camera: dict[str, np.ndarray] | None,
+    pose: np.ndarray | None,
+    shape: np.ndarray | None,
+    has_smpl: np.ndarray | None,
+) -> SequenceRecord:
+    count = len(images)
+    joints3d, mask = to_spin49(joints3d17_m, convention)
+    joints3d = joints3d - joints3d[:, _PELVIS : _PELVIS + 1]
+    joints3d[:, ~mask] = 0.0
+    validity = np.broadcast_to(mask, (count, 49))[..., None]
+    points = np.concatenate([joints2d17, np.ones((count, 17, 1))], axis=2)
+    joints2d, _ = to_spin49(points, convention)
+    bbox, _ = smooth_bbox(
+        joints2d, rules.bbox_vis_thresh, rules.bbox_enlarge, sigma=rules.bbox_sigma
+    )
+    return SequenceRecord(
+        dataset=DATASET,
+        split=split,
+        name=key,
+        person_id=0,
+        fps=SOURCE_FPS / rules.step,
+        images=images,
+        frame_index=frame_index.astype(np.int64),
+        joints2d=joints2d.astype(np.float32),
+        joints3d=np.concatenate([joints3d, validity], axis=2).astype(np.float32),
+        pose=np.zeros((count, 72), np.float32) if pose is None else pose.astype(np.float32),
+        shape=np.zeros((count, 10), np.float32) if shape is None else shape.astype(np.float32),
+        has_smpl=np.zeros(count, bool) if has_smpl is None else has_smpl,
+        bbox=bbox,
+        valid=np.ones(count, bool),
+        content_hash=content_hash,
+        camera=camera,
+        crop_scale=rules.crop_scale,
+    )
+
+
+def _runs(keep: np.ndarray) -> list[np.ndarray]:
+    """Runs of consecutive kept rows: a sequence is split at frames it lacks, never bridged."""
+    rows = np.flatnonzero(keep)
+    if rows.size == 0:
+        return []
+    return np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1)
+
+
+def _smpl(
+    table: dict | None, act: str, subact: str, cam: str, frames: list[int], path: Path
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """NeuralAnnot pose/shape per frame ([act][subact][frame][cam]) where present."""
+    if table is None:
+        return None, None, None
+    pose = np.zeros((len(frames), 72))
+    shape = np.zeros((len(frames), 10))
+    has = np.zeros(len(frames), bool)
+    for row, frame in enumerate(frames):
+        entry = table.get(act, {}).get(subact, {}).get(str(frame), {}).get(cam)
+        if entry is None:
+            continue
+        pose[row] = _array(entry.get("pose"), (72,), path, f"{act}/{subact}/{frame}/{cam}/pose")
+        shape[row] = _array(entry.get("shape"), (10,), path, f"{act}/{subact}/{frame}/{cam}/shape")
+        has[row] = True
+    return pose, shape, has
+
+
+def _read_json(
+    root: Path, split: str, rules: H36mRules, quarantine: Quarantine | None
+) -> Iterator[SequenceRecord]:
+    images_root = root / "images"
+    if not images_root.is_dir():
+        raise MissingFileError(f"{images_root}: Human3.6M image folders are missing")
+    folders: dict[int, list[tuple[Path, re.Match[str]]]] = {}
+    for folder in sorted(images_root.iterdir()):
+        match = _FOLDER.fullmatch(folder.name)
+        if match and folder.is_dir():
+            folders.setdefault(int(match.group(1)), []).append((folder, match))
+    for subject in rules.subjects[split]:
+        if subject not in folders:
+            continue
+        annotations = root / "annotations"
+        camera_path = annotations / f"Human36M_subject{subject}_camera.json"
+        joints_path = annotations / f"Human36M_subject{subject}_joint_3d.json"
+        cameras, joints = _load_json(camera_path), _load_json(joints_path)
+        smpl_path = annotations / f"Human36M_subject{subject}_SMPL_NeuralAnnot.json"
+        smpl_table = _load_json(smpl_path) if smpl_path.is_file() else None
+        for folder, match in folders[subject]:
+            act, subact, cam = (str(int(match.group(k))) for k in (2, 3, 4))
+            if rules.front_only and cam != FRONT_CAMERA["json"]:
+                continue
+            key = f"{folder.name}"
+            try:
+                params = cameras[cam]
+                rotation = _array(params.get("R"), (3, 3), camera_path, f"{cam}/R")
+                translation = _array(params.get("t"), (3,), camera_path, f"{cam}/t")
+                focal = _array(params.get("f"), (2,), camera_path, f"{cam}/f")
+                centre = _array(params.get("c"), (2,), camera_path, f"{cam}/c")
+            except KeyError:
+                _reject(quarantine, f"{DATASET}/{split}/{key}", camera_path, cam, "camera missing")
+                continue
+            except FormatError as exc:
+                _reject(quarantine, f"{DATASET}/{split}/{key}", camera_path, cam, str(exc))
+                continue
+            files = sorted(folder.glob("*.jpg"))[:: rules.step]
+            numbers = [int(p.stem.rsplit("_", 1)[-1]) - 1 for p in files]
+            table = joints.get(act, {}).get(subact, {})
+            world = np.full((len(numbers), 17, 3), np.nan)
+            try:
+                for row, number in enumerate(numbers):
+                    if str(number) in table:
+                        world[row] = _array(
+                            table[str(number)], (17, 3), joints_path, f"{act}/{subact}/{number}"
+                        )
+            except FormatError as exc:
+                _reject(quarantine, f"{DATASET}/{split}/{key}", joints_path, "joint_3d", str(exc))
+                continue
+            present = np.isfinite(world).all(axis=(1, 2))
+            if not present.all():
+                lost = [numbers[i] for i in np.flatnonzero(~present)]
+                _reject(quarantine, f"{DATASET}/{split}/{key}", joints_path, f"{act}/{subact}",
+                        f"no joints or NaN joints for frames {lost[:10]}; "
+                        "the sequence is split there")  # fmt: skip
+            intrinsic = np.array([[focal[0], 0, centre[0]], [0, focal[1], centre[1]], [0, 0, 1]])
+            camera = {
+                "K": intrinsic.astype(np.float32), "R": rotation.astype(np.float32),
+                "t": (translation / 1000.0).astype(np.float32),
+            }  # fmt: skip
+            runs = _runs(present)
+            for index, rows in enumerate(runs):
+                name = key if len(runs) == 1 else f"{key}_seg{index}"
+                if rows.size < rules.min_length:
+                    if quarantine is not None:
+                        quarantine.add(f"{DATASET}/{split}/{name}", folder, "images",
+                                       f"{rows.size} frames after subsampling, fewer than "
+                                       f"{rules.min_length}")  # fmt: skip
+                    continue
+                run_files = [files[i] for i in rows]
+                run_numbers = [numbers[i] for i in rows]
+                camera_mm = world[rows] @ rotation.T + translation
+                pixels = camera_mm[..., :2] / camera_mm[..., 2:3] * focal + centre
+                digest = hashlib.sha256(world[rows].tobytes() + rotation.tobytes())
+                digest.update(translation.tobytes())
+                for path in run_files:
+                    digest.update(f"{path.name}:{path.stat().st_size};".encode())
+                pose, shape, has = _smpl(smpl_table, act, subact, cam, run_numbers, smpl_path)
+                record = _build(
+                    name, split, pixels, camera_mm / 1000.0, "h36m_moon",
+                    [ImageRef(path=str(p)) for p in run_files], np.asarray(run_numbers), rules,
+                    digest.hexdigest(), camera, pose, shape, has,
+                )  # fmt: skip
+                record.check()
+                yield record
+
+
+def _pose(path: Path, width: int) -> np.ndarray:
+    """The `Pose` variable of a CDF file as (N, 32, width // 32)."""
+    try:
+        data = np.asarray(cdflib.CDF(str(path)).varget("Pose"), dtype=np.float64)
+    except (OSError, ValueError, KeyError) as exc:
+        raise FormatError(f"{path}: field Pose cannot be read ({exc})") from exc
+    if data.ndim == 3 and data.shape[0] == 1:
+        data = data[0]
+    if data.ndim != 2 or data.shape[1] != width:
+        raise FormatError(f"{path}: field Pose has shape {data.shape}, expected (1, N, {width})")
+    return data.reshape(len(data), 32, width // 32)
+
+
+def _read_raw(
+    root: Path, split: str, rules: H36mRules, quarantine: Quarantine | None
+) -> Iterator[SequenceRecord]:
+    for subject in rules.subjects[split]:
+        base = root / f"S{subject}"
+        mono = base / "MyPoseFeatures" / "D3_Positions_mono"
+        if not mono.is_dir():
+            continue
+        for path3d in sorted(mono.glob("*.cdf")):
+            stem, _, cam = path3d.stem.rpartition(".")
+            if stem.startswith("_ALL") or not stem:
+                continue
+            if rules.front_only and cam != FRONT_CAMERA["raw"]:
+                continue
+            key = f"S{subject}_{stem.replace(' ', '_')}.{cam}"
+            path2d = base / "MyPoseFeatures" / "D2_Positions" / path3d.name
+            video = base / "Videos" / f"{stem}.{cam}.mp4"
+            try:
+                if not path2d.is_file():
+                    raise MissingFileError(f"{path2d}: D2_Positions file is missing")
+                joints3d = _pose(path3d, 96)[:, H36M_RAW_TO_17]
+                joints2d = _pose(path2d, 64)[:, H36M_RAW_TO_17]
+                info = probe_video(video)
+            except (FormatError, MissingFileError) as exc:
+                _reject(quarantine, f"{DATASET}/{split}/{key}", path3d, "Pose", str(exc))
+                continue
+            if len(joints2d) != len(joints3d):
+                _reject(quarantine, f"{DATASET}/{split}/{key}", path2d, "Pose",
+                        f"{len(joints2d)} frames but D3_Positions_mono has {len(joints3d)}")  # fmt: skip
+                continue
+            count = min(len(joints3d), info.frames)
+            if info.frames < len(joints3d):
+                reason = (
+                    f"{len(joints3d)} pose frames but {info.frames} video frames; rest left out"
+                )
+                if quarantine is None:
+                    warnings.warn(f"{video}: {reason}", stacklevel=2)
+                else:
+                    quarantine.add(f"{DATASET}/{split}/{key}", video, "video frames", reason)
+            rows = np.arange(0, count, rules.step)
+            finite = np.isfinite(joints3d[rows]).all(axis=(1, 2)) & np.isfinite(joints2d[rows]).all(
+                axis=(1, 2)
+            )
+            if not finite.all():
+                _reject(quarantine, f"{DATASET}/{split}/{key}", path3d, "Pose",
+                        f"NaN coordinates in frames {rows[~finite][:10].tolist()}")  # fmt: skip
+                continue
+            if rows.size < rules.min_length:
+                if quarantine is not None:
+                    quarantine.add(f"{DATASET}/{split}/{key}", path3d, "Pose",
+                                   f"{rows.size} frames after subsampling, fewer than "
+                                   f"{rules.min_length}")  # fmt: skip
+                continue
+            digest = hashlib.sha256(joints3d.tobytes() + joints2d.tobytes())
+            digest.update(f"{video.name}:{video.stat().st_size}".encode())
+            record = _build(
+                key, split, joints2d[rows], joints3d[rows] / 1000.0, "h36m",
+                [ImageRef(path=str(video), frame=int(r)) for r in rows], rows, rules,
+                digest.hexdigest(), None, None, None, None,
+            )  # fmt: skip
+            record.check()
+            yield record
+
+
+def read_h36m(
+    root: Path,
+    split: str = "train",
+    quarantine: Quarantine | None = None,
+    rules: H36mRules | None = None,
+) -> Iterator[SequenceRecord]:
+    """Yield one record per (subject, action, sub-action, camera) sequence of the split.
+
+    `root` is Moon's `h36m/` folder (`rules.source == "json"`) or the raw release folder
+    holding `S1`, `S5`, ... (`rules.source == "raw"`).
+    """
+    rules = rules or H36mRules()
+    root = Path(root)
+    if split not in rules.subjects:
+        raise ValueError(f"Human3.6M split must be one of {sorted(rules.subjects)}, not {split!r}")
+    if rules.step < 1:
+        raise ValueError(f"Human3.6M frame step must be >= 1, not {rules.step}")
+    if not root.is_dir():
+        raise MissingFileError(f"{root}: Human3.6M root folder does not exist")
+    if rules.source == "json":
+        yield from _read_json(root, split, rules, quarantine)
+    elif rules.source == "raw":
+        yield from _read_raw(root, split, rules, quarantine)
+    else:
+        raise ValueError(f"Human3.6M source must be 'json' or 'raw', not {rules.source!r}")
