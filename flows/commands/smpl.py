@@ -1,0 +1,24 @@
+"""`tcmr smpl ...`: one-off handling of the licensed SMPL model files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `smpl` sub-command group to the `tcmr` app."""
+    smpl_app = typer.Typer(help="SMPL model files.", no_args_is_help=True)
+
+    @smpl_app.command("convert")
+    def convert(
+        src: Path = typer.Argument(..., help="An official SMPL_*.pkl (chumpy is not needed)."),
+        dst: Path = typer.Argument(..., help="The .npz to write (atomically)."),
+    ) -> None:
+        """Convert an SMPL model pkl into a chumpy-free .npz that loads faster and safely."""
+        from model.smpl import convert_smpl
+
+        typer.echo(f"wrote {convert_smpl(src, dst)}")
+
+    app.add_typer(smpl_app, name="smpl")

@@ -1,0 +1,162 @@
+"""SMPL: chumpy-free reading of the official pkl, conversion, and the 49/14-joint outputs."""
+
+from __future__ import annotations
+
+import pickle
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import smplx
+import torch
+from smplx.utils import Struct
+from typer.testing import CliRunner
+
+from flows.cli import app
+from model.geometry import axis_angle_to_rotmat
+from model.smpl import SMPL, load_smpl_data
+from pipeline.sample.body import VERTEX_JOINT_IDS, synthetic_smpl_arrays
+from storage.errors import FormatError, MissingFileError
+from storage.layout import SPIN_JOINT_NAMES
+from storage.settings import Settings
+
+SMPL_FIELDS = (
+    "v_template",
+    "shapedirs",
+    "posedirs",
+    "J_regressor",
+    "weights",
+    "kintree_table",
+    "f",
+)
+
+
+def _pose(batch: int, scale: float = 0.3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 10, generator=gen), scale * torch.randn(batch, 72, generator=gen)
+
+
+def test_chumpy_pkl_loads_the_written_arrays(base_data: Path) -> None:
+    data = load_smpl_data(base_data / "SMPL_NEUTRAL.pkl")
+    written = synthetic_smpl_arrays(0, gender="neutral")
+    assert sorted(data) == sorted(SMPL_FIELDS)
+    for key in SMPL_FIELDS:
+        expected = written[key].toarray() if key == "J_regressor" else written[key]
+        np.testing.assert_array_equal(data[key], expected, err_msg=key)
+
+
+def test_unexpected_globals_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"v_template": OrderedDict()}, protocol=2))
+    with pytest.raises(FormatError, match=r"evil\.pkl.*collections\.OrderedDict"):
+        load_smpl_data(path)
+
+
+def test_missing_and_misshaped_fields_name_the_field(tmp_path: Path) -> None:
+    arrays = {k: v for k, v in synthetic_smpl_arrays(0).items() if k in SMPL_FIELDS}
+    arrays["J_regressor"] = arrays["J_regressor"].toarray()
+    np.savez(tmp_path / "no_f.npz", **{k: v for k, v in arrays.items() if k != "f"})
+    with pytest.raises(FormatError, match=r"no_f\.npz: field 'f' is missing"):
+        load_smpl_data(tmp_path / "no_f.npz")
+    np.savez(tmp_path / "bad.npz", **{**arrays, "weights": arrays["weights"][:, :20]})
+    with pytest.raises(FormatError, match=r"bad\.npz: field 'weights' has shape \(6890, 20\)"):
+        load_smpl_data(tmp_path / "bad.npz")
+
+
+def test_cli_convert_gives_identical_vertices(base_data: Path, smpl: SMPL, tmp_path: Path) -> None:
+    out = tmp_path / "SMPL_NEUTRAL.npz"
+    result = CliRunner().invoke(
+        app, ["smpl", "convert", str(base_data / "SMPL_NEUTRAL.pkl"), str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    with np.load(out, allow_pickle=False) as npz:  # no pickled objects left
+        assert sorted(npz.files) == sorted(SMPL_FIELDS)
+    converted = SMPL(out, base_data / "J_regressor_extra.npy")
+    betas, pose = _pose(2)
+    torch.testing.assert_close(
+        converted.forward_axis_angle(betas, pose).vertices,
+        smpl.forward_axis_angle(betas, pose).vertices,
+        atol=0,
+        rtol=0,
+    )
+
+
+def test_output_shapes_and_no_parameters(smpl: SMPL) -> None:
+    betas, pose = _pose(3)
+    out = smpl.forward_axis_angle(betas, pose)
+    assert out.vertices.shape == (3, 6890, 3) and out.joints.shape == (3, 49, 3)
+    assert sum(p.numel() for p in smpl.parameters()) == 0
+    assert smpl.faces.shape == (13776, 3) and isinstance(smpl.faces, np.ndarray)
+
+
+def test_forward_axis_angle_matches_smplx(base_data: Path, smpl: SMPL) -> None:
+    data = load_smpl_data(base_data / "SMPL_NEUTRAL.pkl")
+    reference = smplx.SMPL(model_path="", data_struct=Struct(**data), batch_size=2)
+    betas, pose = _pose(2)
+    expected = reference(betas=betas, global_orient=pose[:, :3], body_pose=pose[:, 3:])
+    ours = smpl.forward_axis_angle(betas, pose)
+    torch.testing.assert_close(ours.vertices, expected.vertices, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours.joints[:, 8], expected.joints[:, 0], atol=1e-5, rtol=0)
+
+
+def test_49_joint_map_picks_the_right_rows(smpl: SMPL) -> None:
+    betas, pose = _pose(2)
+    rotmat = axis_angle_to_rotmat(pose.reshape(2, 24, 3))
+    joints = smpl(betas, rotmat).joints
+    base = smplx.SMPLLayer.forward(
+        smpl, betas=betas, global_orient=rotmat[:, :1], body_pose=rotmat[:, 1:], pose2rot=False
+    )
+    verts, smpl_joints = base.vertices, base.joints[:, :24]
+    extra = torch.einsum("jv,bvc->bjc", smpl.J_regressor_extra, verts)
+    idx = SPIN_JOINT_NAMES.index
+    expected = {
+        "OP MidHip": smpl_joints[:, 0],
+        "OP RKnee": smpl_joints[:, 5],
+        "rankle": smpl_joints[:, 8],
+        "lwrist": smpl_joints[:, 20],
+        "OP Nose": verts[:, VERTEX_JOINT_IDS["nose"]],
+        "OP REye": verts[:, VERTEX_JOINT_IDS["reye"]],
+        "lear": verts[:, VERTEX_JOINT_IDS["lear"]],
+        "OP RHeel": verts[:, VERTEX_JOINT_IDS["RHeel"]],
+        "rhip": extra[:, 0],
+        "lhip": extra[:, 1],
+        "neck": extra[:, 2],
+        "headtop": extra[:, 3],
+        "hip": extra[:, 4],
+        "Head (H36M)": extra[:, 8],
+    }
+    for name, value in expected.items():
+        torch.testing.assert_close(joints[:, idx(name)], value, msg=name)
+
+
+def test_joints14_order(smpl: SMPL) -> None:
+    betas, pose = _pose(2, scale=0.15)
+    out = smpl.forward_axis_angle(betas, pose)
+    j14 = smpl.joints14(out.vertices)
+    # Rows of the 17-joint H36M regressor giving the LSP-order joints (tcmr.md §2.6).
+    h36m = torch.einsum("jv,bvc->bjc", smpl.J_regressor_h36m, out.vertices)
+    torch.testing.assert_close(j14, h36m[:, [6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10]])
+    # The same body parts as the 49-joint `common` slice (rankle ... headtop), within 3 cm.
+    assert (j14 - out.joints[:, 25:39]).norm(dim=-1).max() < 0.03
+
+
+def test_joints14_needs_the_h36m_regressor(base_data: Path) -> None:
+    model = SMPL(base_data / "SMPL_NEUTRAL.pkl", base_data / "J_regressor_extra.npy")
+    with pytest.raises(MissingFileError, match="J_regressor_h36m"):
+        model.joints14(torch.zeros(1, 6890, 3))
+
+
+def test_from_settings_genders(base_data: Path, smpl: SMPL) -> None:
+    settings = Settings(base_data=base_data)
+    male = SMPL.from_settings("male", settings)
+    assert male.J_regressor_h36m is not None
+    assert not torch.equal(male.v_template, smpl.v_template)
+    assert male.v_template[:, 1].max() - male.v_template[:, 1].min() > 1.7
+
+
+def test_missing_smpl_file_names_file_and_setting(base_data: Path, tmp_path: Path) -> None:
+    with pytest.raises(MissingFileError, match=r"SMPL_NEUTRAL\.pkl.*TCMR_BASE_DATA"):
+        SMPL.from_settings("neutral", Settings(base_data=tmp_path))
+    with pytest.raises(MissingFileError, match=r"SMPL_FEMALE\.pkl.*TCMR_SMPL_DIR"):
+        SMPL.from_settings("female", Settings(base_data=base_data, smpl_dir=tmp_path))
