@@ -2,15 +2,15 @@
 
 Written from the format descriptions (tcmr.md §2.5, §3.3, §3.4; ecosystem.md §5.2-5.3), not
 from this project's loaders, so tests of the loaders can catch a misreading. The SMPL pkls
-are protocol-2 pickles like the official Python-2 files: `shapedirs` and friends are chumpy
-`Ch` objects and `J_regressor` is a sparse matrix under its old `scipy.sparse.csc` path.
+are written as Python 2 wrote them (protocol 2, byte strings, `numpy.core` names), like the
+official files: `shapedirs` and friends are chumpy `Ch` objects and `J_regressor` is a
+sparse matrix under its old `scipy.sparse.csc` path.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import sys
 import types
 from collections.abc import Iterator
@@ -22,6 +22,7 @@ import scipy.sparse
 import torch
 
 from pipeline.sample.body import symmetric_vertex_ids, synthetic_smpl_arrays
+from pipeline.sample.py2pickle import dumps_py2
 
 SMPL_FILES: dict[str, str] = {
     "neutral": "SMPL_NEUTRAL.pkl",
@@ -136,12 +137,10 @@ def write_smpl_pkl(path: Path, arrays: dict[str, Any], chumpy: bool = True) -> P
         for key in CHUMPY_KEYS:
             model[key] = _as_chumpy(ch_class, model[key])
 
-    def dump(tmp: Path) -> None:
-        stand_ins = {"chumpy.ch.Ch": ch_class, "scipy.sparse.csc.csc_matrix": csc_class}
-        with _registered(stand_ins), tmp.open("wb") as handle:
-            pickle.dump(model, handle, protocol=2)
-
-    return _write_atomic(path, dump)
+    stand_ins = {"chumpy.ch.Ch": ch_class, "scipy.sparse.csc.csc_matrix": csc_class}
+    with _registered(stand_ins):
+        payload = dumps_py2(model)
+    return _write_atomic(path, lambda tmp: tmp.write_bytes(payload))
 
 
 def mean_params(seed: int = 0) -> dict[str, np.ndarray]:
@@ -279,10 +278,10 @@ def write_base_data(folder: Path, seed: int = 0) -> dict[str, Path]:
     """
     folder = Path(folder)
     written: dict[str, Path] = {}
-    neutral: dict[str, Any] = {}
     for offset, (gender, name) in enumerate(SMPL_FILES.items()):
         arrays = synthetic_smpl_arrays(seed + offset, gender=gender)
-        neutral = neutral or arrays
+        if gender == "neutral":
+            neutral = arrays
         written[name] = write_smpl_pkl(folder / name, arrays)
     params = mean_params(seed)
     written["smpl_mean_params.npz"] = _save_npz(folder / "smpl_mean_params.npz", params)

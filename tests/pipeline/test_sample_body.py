@@ -69,12 +69,18 @@ def test_deterministic_and_genders_differ(arrays: dict) -> None:
     assert np.ptp(male["v_template"][:, 1]) > np.ptp(arrays["v_template"][:, 1])
 
 
-def test_pkl_holds_chumpy_objects_and_old_sparse_path(tmp_path, arrays: dict) -> None:
+def test_pkl_is_python2_style_with_chumpy_objects_and_old_sparse_path(
+    tmp_path, arrays: dict
+) -> None:
     path = write_smpl_pkl(tmp_path / "SMPL_NEUTRAL.pkl", arrays)
     raw = path.read_bytes()
     assert raw[:2] == b"\x80\x02"  # protocol 2, like the Python-2 official files
     globals_ = {arg for op, arg, _ in pickletools.genops(raw) if op.name == "GLOBAL"}
     assert {"chumpy.ch Ch", "scipy.sparse.csc csc_matrix"} <= globals_
+    assert "numpy.core.multiarray _reconstruct" in globals_  # Python 2 names, byte strings
+    assert not any(
+        op.name in ("BINUNICODE", "SHORT_BINUNICODE") for op, _, _ in pickletools.genops(raw)
+    )
     assert "chumpy" not in sys.modules and "chumpy.ch" not in sys.modules
     with pytest.raises(ModuleNotFoundError, match="chumpy"), path.open("rb") as handle:
         pickle.load(handle, encoding="latin1")
