@@ -27,6 +27,7 @@ from scipy.spatial.transform import Rotation
 
 from pipeline.bbox import smooth_bbox
 from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord, hash_files
+from pipeline.datasets.segments import runs
 from pipeline.joints import SPIN_INDEX, to_spin49
 from pipeline.smpl_body import SpinBody, load_smpl_arrays
 from storage.errors import FormatError, MissingFileError
@@ -102,12 +103,6 @@ def _field(
     if not np.isfinite(array).all():
         raise FormatError(f"{path}: field {key} contains NaN or inf")
     return array
-
-
-def _segments(keep: np.ndarray) -> list[tuple[int, int]]:
-    """[start, stop) runs of True."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], keep.astype(int), [0]])))
-    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
 def _joints2d(poses2d: np.ndarray, rules: Pw3dRules) -> np.ndarray:
@@ -221,7 +216,7 @@ def _person(
     if dropped and quarantine is not None:
         quarantine.add(key, path, "poses2d", f"{dropped} of {count} frames without a box or "
                        f"with <= {rules.min_visible} visible joints dropped")  # fmt: skip
-    for number, (start, stop) in enumerate(_segments(keep)):
+    for number, (start, stop) in enumerate(runs(keep)):
         name = sequence if keep.all() else f"{sequence}_seg{number}"
         seg_key = f"{DATASET}/{split}/{name}/person{person}"
         if stop - start < rules.min_frames:

@@ -1,26 +1,23 @@
 """Synthetic sample data in the datasets' and base data's real on-disk formats.
 
 `write_sample_data(out)` writes the base data (`out/base_data`) and every dataset in its
-release layout under `out/<DatasetDir>/`; the main-job command and the tests read it.
+release layout under `out/<folder>/`; the main-job command and the tests read it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from pathlib import Path
 from typing import Any
 
-# dataset -> (folder under `out`, writer module, writer function name).
-WRITERS: dict[str, tuple[str, str, str]] = {
-    "3dpw": ("3DPW", "pipeline.sample.pw3d", "write_3dpw"),
-    "insta": ("insta_variety", "pipeline.sample.insta", "write_insta"),
+# dataset -> (writer module, writer function, folders it writes under `out`).
+WRITERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "3dpw": ("pipeline.sample.pw3d", "write_3dpw", ("3DPW",)),
+    "mpii3d": ("pipeline.sample.mpii3d", "write_mpii3d", ("mpi_inf_3dhp",)),
+    "insta": ("pipeline.sample.insta", "write_insta", ("insta_variety",)),
+    "pennaction": ("pipeline.sample.penn_action", "write_penn_action", ("pennaction",)),
+    "posetrack": ("pipeline.sample.posetrack", "write_posetrack", ("posetrack", "posetrack2017")),
 }
-
-
-def _writer(module: str, name: str) -> Callable[..., Any]:
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
 
 
 def write_sample(out: Path, seed: int = 0) -> dict[str, Any]:
@@ -30,14 +27,15 @@ def write_sample(out: Path, seed: int = 0) -> dict[str, Any]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     truth: dict[str, Any] = {"base_data": write_base_data(out / "base_data", seed)}
-    for dataset, (_, module, name) in WRITERS.items():
-        truth[dataset] = _writer(module, name)(out, seed=seed)
+    for dataset, (module, function, _) in WRITERS.items():
+        truth[dataset] = getattr(importlib.import_module(module), function)(out, seed=seed)
     return truth
 
 
 def write_sample_data(out: Path, seed: int = 0) -> dict[str, Path]:
-    """Write the whole sample; returns dataset name (and `base_data`) -> its folder."""
+    """Write the whole sample; returns each dataset folder (and `base_data`) by name."""
     write_sample(out, seed)
     folders = {"base_data": Path(out) / "base_data"}
-    folders.update({dataset: Path(out) / folder for dataset, (folder, _, _) in WRITERS.items()})
+    for _, _, names in WRITERS.values():
+        folders.update({name: Path(out) / name for name in names})
     return folders

@@ -11,12 +11,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from pipeline.sample.body import synthetic_smpl_arrays
 from pipeline.smpl_body import BodyOutput, SpinBody
 
 # SMPL joint indices driven by the walking motion.
@@ -27,6 +29,13 @@ _L_SHOULDER, _R_SHOULDER, _L_ELBOW, _R_ELBOW = 16, 17, 18, 19
 _DEPTH_SLABS = 24
 _SHADE_LEVELS = 8
 _CODECS = {".avi": "MJPG", ".mp4": "mp4v"}
+
+
+@lru_cache(maxsize=2)
+def synthetic_body(seed: int = 0) -> SpinBody:
+    """The sample's neutral body (the base data's `SMPL_NEUTRAL` of the same seed), built once."""
+    arrays = synthetic_smpl_arrays(seed)
+    return SpinBody(arrays, arrays["joint_regressor_extra"], arrays["joint_regressor_h36m"])
 
 
 @dataclass

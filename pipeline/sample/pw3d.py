@@ -16,8 +16,14 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from pipeline.sample.body import synthetic_smpl_arrays
-from pipeline.sample.figure import Camera, MotionClip, background, render_body, write_jpeg
+from pipeline.sample.figure import (
+    Camera,
+    MotionClip,
+    background,
+    render_body,
+    synthetic_body,
+    write_jpeg,
+)
 from pipeline.sample.py2pickle import dumps_py2
 from pipeline.smpl_body import SpinBody
 from storage.layout import H36M_TO_J14, SPIN_JOINT_NAMES
@@ -93,9 +99,7 @@ def _world_params(
 
 def write_3dpw(root: Path, seed: int = 0, body: SpinBody | None = None) -> Pw3dTruth:
     """Write the sample 3DPW under `root/3DPW`; returns the planted camera-frame truth."""
-    if body is None:
-        arrays = synthetic_smpl_arrays(seed)
-        body = SpinBody(arrays, arrays["joint_regressor_extra"], arrays["joint_regressor_h36m"])
+    body = body or synthetic_body(seed)
     base = Path(root) / "3DPW"
     truth = Pw3dTruth(root=base)
     rng = np.random.default_rng(seed + 3)
