@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from model.geometry import axis_angle_to_rotmat
 from model.smpl import SMPL, load_smpl_data
+from pipeline.sample.base_data import write_smpl_pkl
 from pipeline.sample.body import VERTEX_JOINT_IDS, synthetic_smpl_arrays
 from storage.errors import FormatError, MissingFileError
 from storage.layout import SPIN_JOINT_NAMES
@@ -160,3 +161,17 @@ def test_missing_smpl_file_names_file_and_setting(base_data: Path, tmp_path: Pat
         SMPL.from_settings("neutral", Settings(base_data=tmp_path))
     with pytest.raises(MissingFileError, match=r"SMPL_FEMALE\.pkl.*TCMR_SMPL_DIR"):
         SMPL.from_settings("female", Settings(base_data=base_data, smpl_dir=tmp_path))
+
+
+def test_plain_pkl_without_chumpy_objects_loads(tmp_path: Path) -> None:
+    arrays = synthetic_smpl_arrays(3, gender="female")
+    path = write_smpl_pkl(tmp_path / "SMPL_FEMALE.pkl", arrays, chumpy=False)
+    np.testing.assert_array_equal(load_smpl_data(path)["shapedirs"], arrays["shapedirs"])
+
+
+def test_cli_convert_of_a_missing_file_is_a_user_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["smpl", "convert", str(tmp_path / "none.pkl"), str(tmp_path / "o.npz")]
+    )
+    assert isinstance(result.exception, MissingFileError) and "none.pkl" in str(result.exception)
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
