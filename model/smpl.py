@@ -90,7 +90,8 @@ _SAFE_GLOBALS: dict[tuple[str, str], Any] = {
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): codecs.encode,
-    **{(module, "_reconstructor"): copyreg._reconstructor for module in ("copyreg", "copy_reg")},  # type: ignore[attr-defined]
+    ("copyreg", "_reconstructor"): copyreg._reconstructor,  # type: ignore[attr-defined]
+    ("copy_reg", "_reconstructor"): copyreg._reconstructor,  # type: ignore[attr-defined]
     **{
         (module, name): builtin
         for module in ("builtins", "__builtin__")
@@ -194,8 +195,9 @@ def _load_regressor(path: Path, rows: int, what: str) -> np.ndarray:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
         raise FormatError(f"{path}: not a readable .npy array ({error})") from error
-    if array.shape != (rows, NUM_VERTICES):
-        raise FormatError(f"{path}: {what} has shape {array.shape}, expected ({rows}, 6890)")
+    if not isinstance(array, np.ndarray) or array.shape != (rows, NUM_VERTICES):
+        shape = getattr(array, "shape", type(array).__name__)
+        raise FormatError(f"{path}: {what} has shape {shape}, expected ({rows}, 6890)")
     return array
 
 

@@ -175,3 +175,9 @@ def test_cli_convert_of_a_missing_file_is_a_user_error(tmp_path: Path) -> None:
     )
     assert isinstance(result.exception, MissingFileError) and "none.pkl" in str(result.exception)
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_misshaped_extra_regressor_is_a_format_error(base_data: Path, tmp_path: Path) -> None:
+    np.save(tmp_path / "J_regressor_extra.npy", np.zeros((8, 6890)))
+    with pytest.raises(FormatError, match=r"J_regressor_extra\.npy.*\(8, 6890\)"):
+        SMPL(base_data / "SMPL_NEUTRAL.pkl", tmp_path / "J_regressor_extra.npy")
