@@ -86,22 +86,21 @@ class WindowDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         start = int(self.starts[index])
-        store = self.store
-        targets = start + self.target_frames
-        kp_3d = store.rows("joints3d", targets)
-        has_smpl = store.rows("has_smpl", targets) & self.use_smpl
+        store, targets = self.store, self.target_frames
+        window = {
+            name: store.span(name, start, SEQLEN)
+            for name in ("joints2d", "joints3d", "pose", "shape", "bbox", "has_smpl", "has_3d")
+        }
+        kp_3d = window["joints3d"][targets]
         sample = {
-            "features": store.rows("features", np.arange(start, start + SEQLEN)),
-            "theta": make_theta(store.rows("pose", targets), store.rows("shape", targets)),
-            "kp_2d": normalise_keypoints(
-                store.rows("joints2d", targets), store.rows("bbox", targets)
-            ),
+            "features": store.span("features", start, SEQLEN).astype(np.float32),
+            "theta": make_theta(window["pose"][targets], window["shape"][targets]),
+            "kp_2d": normalise_keypoints(window["joints2d"][targets], window["bbox"][targets]),
             "kp_3d": kp_3d[..., :3],
             "kp_3d_valid": kp_3d[..., 3] > 0,
-            "w_smpl": has_smpl,
-            "w_3d": store.rows("has_3d", targets),
+            "w_smpl": window["has_smpl"][targets] & self.use_smpl,
+            "w_3d": window["has_3d"][targets],
         }
-        sample["features"] = sample["features"].astype(np.float32)
         return {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in sample.items()}
 
 

@@ -207,6 +207,25 @@ class Store:
             out[mask] = data[segrows[mask] - block * CHUNK_ROWS]
         return out
 
+    def span(self, name: str, start: int, count: int) -> np.ndarray:
+        """Rows [start, start + count) through the block cache (fast path for one window).
+
+        The result may be a read-only view of a cached block: copy before changing it.
+        """
+        seq = int(np.searchsorted(self._firsts, start, side="right")) - 1
+        if seq < 0 or start + count > self._firsts[seq + 1] or name not in ARRAYS:
+            return self.rows(name, np.arange(start, start + count))
+        if os.getpid() != self._pid:
+            self._reset()
+        segment = int(self._seq_segment[seq])
+        segrow = int(self._seq_segrow[seq]) + start - int(self._firsts[seq])
+        first, last = segrow // CHUNK_ROWS, (segrow + count - 1) // CHUNK_ROWS
+        offset = segrow - first * CHUNK_ROWS
+        if first == last:
+            return self._block(name, segment, first)[offset : offset + count]
+        parts = [self._block(name, segment, block) for block in range(first, last + 1)]
+        return np.concatenate(parts)[offset : offset + count]
+
     def windows(self, protocol: str) -> np.ndarray:
         """The committed window index: start rows (train_*) or row matrices [W, 16] (eval_*)."""
         if protocol not in WINDOW_PROTOCOLS:

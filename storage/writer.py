@@ -93,7 +93,7 @@ class SegmentWriter:
                 chunks=(CHUNK_ROWS, *spec.tail),
                 shards=(SHARD_ROWS, *spec.tail),
                 dtype=spec.dtype,
-                compressors=compressor(spec),
+                compressors=compressor(),
                 fill_value=0,
             )
             for name, spec in ARRAYS.items()

@@ -63,6 +63,11 @@ def test_many_shards_and_block_cache(tmp_path: Path, provenance: Provenance, mon
     rows = np.array([150, 219, 151, 180])
     np.testing.assert_array_equal(store.rows("joints2d", rows), second["joints2d"][rows - 150])
     assert store.read("frame_index", 0, 220).tolist() == list(range(150)) + list(range(70))
+    # A window spanning two 16-row blocks, and one crossing a sequence end (slow path).
+    np.testing.assert_array_equal(store.span("pose", 158, 16), second["pose"][8:24])
+    first = make_sequence(150, seed=1)
+    np.testing.assert_array_equal(store.span("shape", 140, 16)[:10], first["shape"][140:])
+    np.testing.assert_array_equal(store.span("shape", 140, 16)[10:], second["shape"][:6])
 
 
 def test_refresh_append_replace_drop_then_compact(tmp_path: Path, provenance: Provenance) -> None:
