@@ -14,6 +14,7 @@ from typing import Any
 WRITERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "3dpw": ("pipeline.sample.pw3d", "write_3dpw", ("3DPW",)),
     "mpii3d": ("pipeline.sample.mpii3d", "write_mpii3d", ("mpi_inf_3dhp",)),
+    "h36m": ("pipeline.sample.h36m", "write_h36m", ("h36m", "h36m_raw")),
     "insta": ("pipeline.sample.insta", "write_insta", ("insta_variety",)),
     "pennaction": ("pipeline.sample.penn_action", "write_penn_action", ("pennaction",)),
     "posetrack": ("pipeline.sample.posetrack", "write_posetrack", ("posetrack", "posetrack2017")),
@@ -32,10 +33,15 @@ def write_sample(out: Path, seed: int = 0) -> dict[str, Any]:
     return truth
 
 
-def write_sample_data(out: Path, seed: int = 0) -> dict[str, Path]:
-    """Write the whole sample; returns each dataset folder (and `base_data`) by name."""
-    write_sample(out, seed)
+def sample_folders(out: Path) -> dict[str, Path]:
+    """Each dataset folder of a sample written under `out` (and `base_data`), by name."""
     folders = {"base_data": Path(out) / "base_data"}
     for _, _, names in WRITERS.values():
         folders.update({name: Path(out) / name for name in names})
     return folders
+
+
+def write_sample_data(out: Path, seed: int = 0) -> dict[str, Path]:
+    """Write the whole sample; returns each dataset folder (and `base_data`) by name."""
+    write_sample(out, seed)
+    return sample_folders(out)
