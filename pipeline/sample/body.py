@@ -177,7 +177,6 @@ class _Mesh:
     """Raw vertices before the vertex-joint permutation, with per-vertex construction data."""
 
     vertices: np.ndarray  # (V, 3)
-    centres: np.ndarray  # (V, 3) ring centre (pole: itself)
     radial: np.ndarray  # (V, 3) unit outward direction
     weights: np.ndarray  # (V, 24)
     faces: list[tuple[int, int, int]]
@@ -221,14 +220,13 @@ def _sweep(part: _Part, mesh: _Mesh, rng: np.random.Generator, scale: np.ndarray
     n = part.around
     theta = 2.0 * np.pi * np.arange(n) / n
     normal = np.array(part.normal0, dtype=np.float64)
-    verts, centres, radial, weights = [], [], [], []
+    verts, radial, weights = [], [], []
     for s, (pos, radii, tangent, seg, frac, point_idx) in enumerate(stations):
         normal = _unit(normal - normal.dot(tangent) * tangent)
         binormal = np.cross(tangent, normal)
         r = radii * (1.0 if point_idx is not None else jitter[s])
         offs = np.outer(np.cos(theta) * r[0], normal) + np.outer(np.sin(theta) * r[1], binormal)
         verts.append(pos + offs)
-        centres.append(np.repeat(pos[None], n, axis=0))
         radial.append(offs / np.linalg.norm(offs, axis=1, keepdims=True))
         weights.append(np.repeat(_skin(part, seg, frac)[None], n, axis=0))
         if point_idx is not None:
@@ -247,7 +245,6 @@ def _sweep(part: _Part, mesh: _Mesh, rng: np.random.Generator, scale: np.ndarray
     pole_dirs = np.stack([_unit(pts[0] - pts[1]), _unit(pts[-1] - pts[-2])])
     pole_w = np.stack([_skin(part, 0, 0.0), _skin(part, len(pts) - 2, 1.0)])
     mesh.vertices = np.concatenate([mesh.vertices, *verts, poles])
-    mesh.centres = np.concatenate([mesh.centres, *centres, poles])
     mesh.radial = np.concatenate([mesh.radial, *radial, pole_dirs])
     mesh.weights = np.concatenate([mesh.weights, *weights, pole_w])
 
@@ -285,7 +282,6 @@ def _build_mesh(seed: int, scale: np.ndarray) -> _Mesh:
     rng = np.random.default_rng(seed)
     mesh = _Mesh(
         vertices=np.zeros((0, 3)),
-        centres=np.zeros((0, 3)),
         radial=np.zeros((0, 3)),
         weights=np.zeros((0, NUM_JOINTS)),
         faces=[],
@@ -367,18 +363,19 @@ def _near_row(vertices: np.ndarray, point: np.ndarray, k: int = 10) -> np.ndarra
 
 
 def _shapedirs(mesh: _Mesh, joints: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Ten smooth shape directions: height, girth, leg length, shoulder width, then six
-    low-frequency fields of decreasing amplitude (a few cm per unit beta, like SMPL's)."""
+    """Ten smooth shape directions: height, girth (most on the trunk), leg length, shoulder
+    width, then six low-frequency fields of decreasing amplitude (a few cm per unit beta,
+    like SMPL's)."""
     v, radial = mesh.vertices, mesh.radial
     pelvis_y = joints[0, 1]
     dirs = np.zeros((NUM_VERTICES, 3, 10))
     dirs[:, 1, 0] = 0.04 * (v[:, 1] - pelvis_y)
     dirs[:, 0, 0] = 0.01 * v[:, 0]
-    dirs[:, :, 1] = 0.012 * radial * (1.0 + 1.5 * (np.abs(v[:, 0:1]) < 0.2))
+    dirs[:, :, 1] = 0.012 * radial * (1.0 + 1.5 * np.exp(-((v[:, 0:1] / 0.15) ** 2)))
     below = np.clip(pelvis_y - v[:, 1], 0.0, None)
     dirs[:, 1, 2] = -0.03 * below
-    upper = np.clip(v[:, 1] - 0.0, 0.0, None) / 0.3
-    dirs[:, 0, 3] = 0.03 * v[:, 0] * np.clip(upper, 0.0, 1.0)
+    upper = np.clip(v[:, 1] / 0.3, 0.0, 1.0)  # fades in from the waist to the shoulders
+    dirs[:, 0, 3] = 0.03 * v[:, 0] * upper
     for k in range(4, 10):
         freq = rng.normal(size=(3, 3)) * 2.0
         phase = rng.uniform(0, 2 * np.pi, size=3)
@@ -430,7 +427,7 @@ def synthetic_smpl_arrays(
     perm = _vertex_permutation(mesh, joints)
     where = np.empty_like(perm)
     where[perm] = np.arange(len(perm))
-    mesh.vertices, mesh.centres = mesh.vertices[perm], mesh.centres[perm]
+    mesh.vertices = mesh.vertices[perm]
     mesh.radial, mesh.weights = mesh.radial[perm], mesh.weights[perm]
     faces = where[np.array(mesh.faces, dtype=np.int64)].astype(np.uint32)
     rings = {j: where[ids] for j, ids in mesh.joint_rings.items()}
