@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +155,9 @@ def test_clear_errors_for_bad_access(tmp_path: Path, provenance: Provenance) -> 
         store.read("verts", 0, 2)
     with pytest.raises(StoreError, match="unknown window protocol"):
         store.windows("train_stride2")
+    shutil.rmtree(tmp_path / GROUP / "segments" / store.segments[0] / "bbox")
+    with pytest.raises(StoreError, match=r"array .*/bbox is missing"):
+        open_store(str(tmp_path), GROUP).read("bbox", 0, 2)
     with pytest.raises(StoreError, match=r"another provenance.*crop_scale"):
         StoreWriter(str(tmp_path), GROUP, Provenance(crop_scale=1.0))
 
