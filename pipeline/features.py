@@ -1,0 +1,489 @@
+"""Feature extraction: frames -> official crops -> ResNet-50 -> float16 features in a store.
+
+Where the official scripts crop a whole sequence, stack it on the GPU and run fp32 batches of
+200 in one process, this engine decodes and crops in threads (frame chunks for image files and
+encoded bytes, one sequential reader per video), fills large batches across sequence
+boundaries, and keeps the device busy while the next batch is prepared. Each sequence is
+written through the store writer as soon as its last frame is through the backbone, so a
+killed run resumes at the first sequence the store does not hold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from model.backbone import load_spin_backbone
+from pipeline.crop import (
+    CROP_SIZE,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    VideoFrameReader,
+    crop_image,
+    decode_ref,
+    normalize,
+)
+from pipeline.datasets.records import Quarantine, SequenceRecord, Skip
+from pipeline.occlusion import OccluderBank, frame_rng, occlude
+from storage.backend import location
+from storage.errors import FormatError, TcmrError
+from storage.layout import FEATURE_DIM
+from storage.provenance import Provenance
+from storage.reader import content_hashes
+from storage.schema import SHARD_ROWS
+from storage.writer import StoreWriter, read_pointer
+
+CHUNK_FRAMES = 32
+"""Frames per decode task for image files and bytes (video sequences are one task each)."""
+
+
+class FrameError(FormatError):
+    """A frame that cannot be read or cropped; it fails its sequence, which is quarantined."""
+
+    def __init__(self, path: str, frame: int, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.frame = frame
+
+
+@dataclass
+class ExtractionSummary:
+    """What a run did, for the log, the Prefect artifact and the benchmark."""
+
+    device: str
+    precision: str
+    frames: int = 0
+    sequences: int = 0
+    reused_sequences: int = 0
+    """Sequences the store already held (a resumed or repeated run)."""
+    skipped: list[Skip] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    autocast_max_abs_diff: float | None = None
+    autocast_mean_abs_diff: float | None = None
+
+    @property
+    def frames_per_second(self) -> float:
+        total = self.stage_seconds.get("total", 0.0)
+        return self.frames / total if total > 0 else 0.0
+
+    def render(self) -> str:
+        lines = [
+            f"device {self.device} ({self.precision}): {self.frames} frames in "
+            f"{self.sequences} sequences, {self.frames_per_second:.1f} frames/s; "
+            f"{self.reused_sequences} sequences already stored, {len(self.skipped)} skipped",
+            "time per stage (s): "
+            + ", ".join(f"{name} {seconds:.2f}" for name, seconds in self.stage_seconds.items()),
+        ]
+        if self.autocast_max_abs_diff is not None:
+            lines.append(
+                f"{self.precision} vs fp32 on the first batch: max |diff| "
+                f"{self.autocast_max_abs_diff:.4g}, mean |diff| {self.autocast_mean_abs_diff:.4g}"
+            )
+        lines += [f"skipped {s.key}: {s.file} ({s.field}): {s.reason}" for s in self.skipped]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class CropSettings:
+    """How crops are made: crop scale override, occluder bank and its seed."""
+
+    scale: float | None = None
+    """Overrides each record's dataset crop scale when set."""
+    occluders: OccluderBank | None = None
+    seed: int = 0
+
+
+def sequence_crops(
+    record: SequenceRecord, start: int, stop: int, settings: CropSettings
+) -> np.ndarray:
+    """uint8 (stop - start, 224, 224, 3) crops of frames [start, stop) of one record.
+
+    Raises FrameError naming the file and frame when a frame cannot be decoded or cropped.
+    """
+    scale = settings.scale if settings.scale is not None else record.crop_scale
+    videos: dict[str, VideoFrameReader] = {}
+    out = np.empty((stop - start, CROP_SIZE, CROP_SIZE, 3), dtype=np.uint8)
+    try:
+        for t in range(start, stop):
+            ref = record.images[t]
+            try:
+                image = decode_ref(ref, videos)
+            except TcmrError as error:
+                raise FrameError(ref.path, t, str(error)) from error
+            if record.already_cropped:
+                if image.shape[:2] != (CROP_SIZE, CROP_SIZE):
+                    raise FrameError(
+                        ref.path,
+                        t,
+                        f"{ref.path}: frame {t} of {record.key} is {image.shape[1]}x"
+                        f"{image.shape[0]}, expected an already-cropped {CROP_SIZE}x{CROP_SIZE}",
+                    )
+                crop = image
+            else:
+                try:
+                    crop = crop_image(image, record.bbox[t], scale)
+                except ValueError as error:
+                    raise FrameError(ref.path, t, f"{record.key} frame {t}: {error}") from error
+            if settings.occluders is not None:
+                crop = occlude(crop, settings.occluders, frame_rng(settings.seed, record.key, t))
+            out[t - start] = crop
+    finally:
+        for reader in videos.values():
+            reader.close()
+    return out
+
+
+def _chunks(record: SequenceRecord) -> list[tuple[int, int]]:
+    """Decode tasks of one record: one for a video (read forward), chunks otherwise."""
+    length = len(record)
+    if any(ref.kind == "video" for ref in record.images):
+        return [(0, length)]
+    return [(s, min(s + CHUNK_FRAMES, length)) for s in range(0, length, CHUNK_FRAMES)]
+
+
+@dataclass
+class _Sequence:
+    record: SequenceRecord
+    features: np.ndarray
+    remaining: int
+    failed: bool = False
+
+
+Parts = list[tuple[_Sequence, int, int]]
+"""Which (sequence, first frame, count) each run of rows in a batch belongs to."""
+
+
+class BackboneRunner:
+    """Runs the backbone on uint8 crops; on CUDA with channels_last, autocast and pinned memory.
+
+    `submit` launches a batch and returns the previous batch's features, so the host
+    prepares batch k+1 while the device computes batch k.
+    """
+
+    def __init__(self, backbone: torch.nn.Module, device: torch.device, autocast: bool) -> None:
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.dtype: torch.dtype | None = None
+        if self.cuda and autocast:
+            self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.backbone = backbone.to(device).eval()
+        if self.cuda:
+            self.backbone = self.backbone.to(memory_format=torch.channels_last)
+            self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255.0
+            self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255.0
+        self._pending: tuple[torch.Tensor, torch.cuda.Event | None, Parts] | None = None
+        self.check: tuple[float, float] | None = None
+
+    @property
+    def precision(self) -> str:
+        if self.dtype is None:
+            return "fp32"
+        return "bf16 autocast" if self.dtype == torch.bfloat16 else "fp16 autocast"
+
+    def _forward(self, crops: np.ndarray) -> torch.Tensor:
+        if not self.cuda:
+            return self.backbone(torch.from_numpy(normalize(crops)))
+        host = torch.from_numpy(crops).pin_memory()
+        pixels = host.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        batch = ((pixels - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+        if self.dtype is None:
+            return self.backbone(batch)
+        with torch.autocast("cuda", dtype=self.dtype):
+            out = self.backbone(batch).float()
+        if self.check is None:
+            reference = self.backbone(batch)
+            diff = (out - reference).abs()
+            self.check = (float(diff.max()), float(diff.mean()))
+        return out
+
+    @torch.inference_mode()
+    def submit(self, crops: np.ndarray, parts: Parts) -> tuple[np.ndarray, Parts] | None:
+        """Launch `crops`; return (features, parts) of the batch launched before, if any."""
+        out = self._forward(crops)
+        done = None
+        if self.cuda:
+            host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
+            host.copy_(out, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+            out = host
+        previous, self._pending = self._pending, (out, done, parts)
+        return self._finish(previous)
+
+    def flush(self) -> tuple[np.ndarray, Parts] | None:
+        previous, self._pending = self._pending, None
+        return self._finish(previous)
+
+    @staticmethod
+    def _finish(
+        item: tuple[torch.Tensor, torch.cuda.Event | None, Parts] | None,
+    ) -> tuple[np.ndarray, Parts] | None:
+        if item is None:
+            return None
+        out, done, parts = item
+        if done is not None:
+            done.synchronize()  # this batch only; the one launched after it keeps running
+        return out.numpy(), parts
+
+
+SequenceSink = Callable[[SequenceRecord, np.ndarray], None]
+
+
+def run_extraction(
+    records: Iterable[SequenceRecord],
+    backbone: torch.nn.Module,
+    sink: SequenceSink,
+    is_done: Callable[[SequenceRecord], bool],
+    settings: CropSettings,
+    device: str = "cpu",
+    batch_size: int = 256,
+    num_decode_threads: int = 8,
+    autocast: bool = True,
+    progress: bool = True,
+) -> ExtractionSummary:
+    """Extract features for every record not `is_done`, handing each finished one to `sink`.
+
+    Records whose frames fail to decode are quarantined (file and frame named) and the rest
+    carries on. On CPU the result is deterministic; features are float16 when sunk.
+    """
+    torch_device = torch.device(device)
+    runner = BackboneRunner(backbone, torch_device, autocast)
+    summary = ExtractionSummary(device=str(torch_device), precision=runner.precision)
+    quarantine = Quarantine()
+    stages = dict.fromkeys(("decode wait", "backbone", "write"), 0.0)
+    started = time.perf_counter()
+    threads_before = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # the decode threads are the parallelism; avoid oversubscription
+    bar = tqdm(unit="frame", unit_scale=True, disable=not progress, desc="features")
+
+    def settle(result: tuple[np.ndarray, Parts] | None) -> None:
+        if result is None:
+            return
+        features, parts = result
+        offset = 0
+        for state, start, count in parts:
+            state.features[start : start + count] = features[offset : offset + count]
+            offset += count
+            state.remaining -= count
+            if state.remaining == 0 and not state.failed:
+                tick = time.perf_counter()
+                sink(state.record, state.features.astype(np.float16))
+                stages["write"] += time.perf_counter() - tick
+                summary.sequences += 1
+                summary.frames += len(state.record)
+            bar.update(count)
+
+    def launch(crops: list[np.ndarray], parts: Parts) -> None:
+        tick = time.perf_counter()
+        result = runner.submit(np.concatenate(crops), parts)
+        stages["backbone"] += time.perf_counter() - tick
+        settle(result)
+
+    def jobs() -> Iterator[tuple[_Sequence, int, int]]:
+        for record in records:
+            if is_done(record):
+                summary.reused_sequences += 1
+                continue
+            if len(record) == 0:
+                quarantine.add(record.key, "", "images", "sequence has no frames")
+                continue
+            state = _Sequence(record, np.zeros((len(record), FEATURE_DIM), np.float32), len(record))
+            for start, stop in _chunks(record):
+                yield state, start, stop
+
+    try:
+        with ThreadPoolExecutor(max(1, num_decode_threads)) as pool:
+            in_flight: deque[tuple[_Sequence, int, int, Future[np.ndarray]]] = deque()
+            in_flight_frames = 0
+            # Bounded look-ahead in frames: keeps every thread busy and one batch ready
+            # without holding whole datasets of crops in memory.
+            budget = 2 * batch_size + 2 * num_decode_threads * CHUNK_FRAMES
+            pending_crops: list[np.ndarray] = []
+            pending_parts: Parts = []
+            pending_count = 0
+            source = jobs()
+            exhausted = False
+            while True:
+                while not exhausted and (not in_flight or in_flight_frames < budget):
+                    job = next(source, None)
+                    if job is None:
+                        exhausted = True
+                        break
+                    state, start, stop = job
+                    future = pool.submit(sequence_crops, state.record, start, stop, settings)
+                    in_flight.append((state, start, stop, future))
+                    in_flight_frames += stop - start
+                if not in_flight:
+                    break
+                state, start, stop, future = in_flight.popleft()
+                in_flight_frames -= stop - start
+                tick = time.perf_counter()
+                try:
+                    crops = future.result()
+                except FrameError as error:
+                    stages["decode wait"] += time.perf_counter() - tick
+                    if not state.failed:
+                        state.failed = True
+                        quarantine.add(
+                            state.record.key, error.path, f"frame {error.frame}", str(error)
+                        )
+                    state.remaining -= stop - start
+                    continue
+                stages["decode wait"] += time.perf_counter() - tick
+                if state.failed:
+                    state.remaining -= stop - start
+                    continue
+                offset = 0
+                while offset < len(crops):
+                    take = min(len(crops) - offset, batch_size - pending_count)
+                    pending_crops.append(crops[offset : offset + take])
+                    pending_parts.append((state, start + offset, take))
+                    pending_count += take
+                    offset += take
+                    if pending_count == batch_size:
+                        launch(pending_crops, pending_parts)
+                        pending_crops, pending_parts, pending_count = [], [], 0
+            if pending_crops:
+                launch(pending_crops, pending_parts)
+            tick = time.perf_counter()
+            settle(runner.flush())
+            stages["backbone"] += time.perf_counter() - tick
+    finally:
+        cv2.setNumThreads(threads_before)
+        bar.close()
+    summary.skipped = quarantine.skips
+    stages["total"] = time.perf_counter() - started
+    summary.stage_seconds = stages
+    if runner.check is not None:
+        summary.autocast_max_abs_diff, summary.autocast_mean_abs_diff = runner.check
+    return summary
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a checkpoint file, recorded in the store's provenance."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _store_arrays(record: SequenceRecord, features: np.ndarray) -> dict[str, np.ndarray]:
+    return {
+        "features": features,
+        "joints2d": record.joints2d,
+        "joints3d": record.joints3d,
+        "pose": record.pose,
+        "shape": record.shape,
+        "bbox": record.bbox,
+        "frame_index": record.frame_index,
+        "valid": record.valid,
+        "has_smpl": record.has_smpl,
+    }
+
+
+def _code_version() -> str:
+    try:
+        return importlib.metadata.version("tcmr-pipeline")
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
+def extract_to_store(
+    records: Iterable[SequenceRecord],
+    root: str,
+    group: str,
+    checkpoint: Path,
+    *,
+    device: str = "cpu",
+    crop_scale: float | None = None,
+    occluders: OccluderBank | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+    num_decode_threads: int = 8,
+    autocast: bool = True,
+    commit_every_frames: int = SHARD_ROWS,
+    source_manifest_digest: str = "",
+    progress: bool = True,
+) -> ExtractionSummary:
+    """Extract SPIN ResNet-50 features of `records` into the store group `root/group`.
+
+    Resumable: finished sequences are committed every `commit_every_frames` frames (a shard
+    by default), and a re-run skips every sequence the store already holds with the same
+    content hash. A store built with another provenance (checkpoint, crop scale, occluders,
+    seed, ...) is rebuilt from scratch, never appended to.
+    """
+    records = iter(records)
+    first = next(records, None)
+    if first is None:
+        return ExtractionSummary(device=device, precision="none")
+    scale = crop_scale if crop_scale is not None else first.crop_scale
+    provenance = Provenance(
+        backbone_sha256=file_sha256(checkpoint),
+        crop_scale=float(scale),
+        occlusion_bank_hash=occluders.content_hash if occluders is not None else "",
+        occlusion_seed=seed if occluders is not None else None,
+        code_version=_code_version(),
+        source_manifest_digest=source_manifest_digest,
+    )
+    loc = location(root)
+    pointer = read_pointer(loc, group)
+    stored = Provenance.from_dict(pointer["provenance"]) if pointer is not None else None
+    reusable = stored is not None and not stored.differences(provenance)
+    done = content_hashes(loc, group) if reusable else {}
+    mode = "append" if reusable else "overwrite"
+    writer = StoreWriter(loc, group, provenance, mode=mode)
+    uncommitted = 0
+
+    def is_done(record: SequenceRecord) -> bool:
+        if crop_scale is None and record.crop_scale != scale:
+            raise TcmrError(
+                f"{record.key}: crop scale {record.crop_scale} differs from {scale} of the other "
+                f"sequences in store group {group}; pass one crop scale for the whole group"
+            )
+        return done.get((record.name, record.person_id)) == record.content_hash
+
+    def sink(record: SequenceRecord, features: np.ndarray) -> None:
+        nonlocal uncommitted
+        writer.add(
+            record.name,
+            record.person_id,
+            record.fps,
+            record.content_hash,
+            _store_arrays(record, features),
+        )
+        uncommitted += len(record)
+        if uncommitted >= commit_every_frames:
+            writer.commit()
+            uncommitted = 0
+
+    backbone = load_spin_backbone(checkpoint, device="cpu")
+    summary = run_extraction(
+        itertools.chain([first], records),
+        backbone,
+        sink,
+        is_done,
+        CropSettings(crop_scale, occluders, seed),
+        device=device,
+        batch_size=batch_size,
+        num_decode_threads=num_decode_threads,
+        autocast=autocast,
+        progress=progress,
+    )
+    if uncommitted or not reusable:
+        tick = time.perf_counter()
+        writer.commit()
+        summary.stage_seconds["write"] += time.perf_counter() - tick
+    return summary

@@ -1,0 +1,221 @@
+"""The extraction engine end to end on real files, a real ResNet-50 and a real store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from model.backbone import load_spin_backbone
+from pipeline.crop import VideoFrameReader, crop_image, normalize
+from pipeline.datasets.records import ImageRef, SequenceRecord
+from pipeline.features import ExtractionSummary, extract_to_store
+from pipeline.occlusion import frame_rng, occlude, procedural_occluders
+from pipeline.sample.base_data import write_base_data
+from storage.backend import location
+from storage.reader import open_store
+from storage.writer import read_pointer
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("base_data")
+    write_base_data(folder, seed=0)
+    return folder / "spin_model_checkpoint.pth.tar"
+
+
+def make_record(name: str, images: list[ImageRef], size: tuple[int, int]) -> SequenceRecord:
+    """A record over `images` with a bbox that drifts across the frame (so crops differ)."""
+    t = len(images)
+    width, height = size
+    bbox = np.array(
+        [[width / 2 + 3 * i, height / 2 - 2 * i, 0.6 * height, 0.6 * height] for i in range(t)],
+        dtype=np.float32,
+    )
+    return SequenceRecord(
+        dataset="sample", split="train", name=name, person_id=0, fps=30.0, images=images,
+        frame_index=np.arange(t, dtype=np.int64),
+        joints2d=np.zeros((t, 49, 3), np.float32), joints3d=np.zeros((t, 49, 4), np.float32),
+        pose=np.zeros((t, 72), np.float32), shape=np.zeros((t, 10), np.float32),
+        has_smpl=np.zeros(t, bool), bbox=bbox, valid=np.ones(t, bool),
+        content_hash=f"hash-{name}", crop_scale=1.2,
+    )  # fmt: skip
+
+
+def image_sequence(folder: Path, name: str, frames: int, seed: int) -> SequenceRecord:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    refs = []
+    for i in range(frames):
+        path = folder / f"{name}_{i:05d}.png"
+        cv2.imwrite(str(path), rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+        refs.append(ImageRef(str(path)))
+    return make_record(name, refs, (64, 48))
+
+
+def video_sequence(folder: Path, name: str, frames: int) -> SequenceRecord:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 48))
+    for i in range(frames):
+        frame = np.zeros((48, 64, 3), np.uint8)
+        cv2.rectangle(frame, (5 + 4 * i, 8), (30 + 4 * i, 40), (40 * i % 255, 200, 90), -1)
+        writer.write(frame)
+    writer.release()
+    return make_record(name, [ImageRef(str(path), frame=i) for i in range(frames)], (64, 48))
+
+
+def read_store(root: Path, group: str) -> tuple[list[tuple], dict[str, np.ndarray]]:
+    """The committed table (without segment ids) and every array, in row order."""
+    store = open_store(str(root), group)
+    rows = [(s.name, s.person_id, s.length, s.content_hash) for s in store.sequences]
+    arrays = {name: store.read(name, 0, len(store)) for name in store.array_names}
+    return rows, arrays
+
+
+def test_engine_features_equal_backbone_on_separate_crops(tmp_path: Path, checkpoint: Path) -> None:
+    records = [
+        image_sequence(tmp_path / "img", "a", 2, seed=1),
+        video_sequence(tmp_path / "vid", "b", 2),
+        image_sequence(tmp_path / "img", "c", 1, seed=2),
+    ]
+    bank = procedural_occluders(5, n=6)
+    summary = extract_to_store(
+        records, str(tmp_path / "store"), "sample/train/occ", checkpoint, occluders=bank,
+        seed=11, batch_size=3, num_decode_threads=2, progress=False,
+    )  # fmt: skip
+    assert (summary.frames, summary.sequences, summary.skipped) == (5, 3, [])
+
+    crops = []
+    for record in records:
+        for t, ref in enumerate(record.images):
+            if ref.kind == "video":
+                with VideoFrameReader(ref.path) as reader:
+                    image = reader.read(t)
+            else:
+                image = cv2.cvtColor(cv2.imread(ref.path), cv2.COLOR_BGR2RGB)
+            crop = crop_image(image, record.bbox[t], 1.2)
+            crops.append(occlude(crop, bank, frame_rng(11, record.key, t)))
+    backbone = load_spin_backbone(checkpoint)
+    with torch.no_grad():
+        expected = backbone(torch.from_numpy(normalize(np.stack(crops)))).numpy()
+
+    rows, arrays = read_store(tmp_path / "store", "sample/train/occ")
+    assert [r[:3] for r in rows] == [("a", 0, 2), ("b", 0, 2), ("c", 0, 1)]
+    assert arrays["features"].dtype == np.float16
+    np.testing.assert_array_equal(arrays["features"], expected.astype(np.float16))
+    np.testing.assert_array_equal(arrays["bbox"], np.concatenate([r.bbox for r in records]))
+
+    provenance = open_store(str(tmp_path / "store"), "sample/train/occ").provenance
+    assert provenance.occlusion_bank_hash == bank.content_hash
+    assert provenance.occlusion_seed == 11 and provenance.crop_scale == 1.2
+
+
+def test_corrupt_frame_fails_only_its_sequence(tmp_path: Path, checkpoint: Path) -> None:
+    good = image_sequence(tmp_path, "good", 1, seed=3)
+    bad = image_sequence(tmp_path, "bad", 3, seed=4)
+    Path(bad.images[1].path).write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    summary = extract_to_store(
+        [bad, good], str(tmp_path / "store"), "g", checkpoint, batch_size=2,
+        num_decode_threads=2, progress=False,
+    )  # fmt: skip
+    assert summary.sequences == 1 and summary.frames == 1
+    (skip,) = summary.skipped
+    assert skip.key == bad.key and skip.file == bad.images[1].path and "frame 1" in skip.field
+    assert "bad_00001.png" in summary.render()
+    rows, _ = read_store(tmp_path / "store", "g")
+    assert [r[0] for r in rows] == ["good"]
+
+
+def test_rerun_reuses_and_changed_provenance_rebuilds(tmp_path: Path, checkpoint: Path) -> None:
+    records = [image_sequence(tmp_path, "s", 1, seed=5)]
+    root = str(tmp_path / "store")
+    common = dict(batch_size=2, num_decode_threads=1, progress=False)
+    extract_to_store(records, root, "g", checkpoint, **common)
+    first = read_store(tmp_path / "store", "g")
+    again = extract_to_store(records, root, "g", checkpoint, **common)
+    assert (again.reused_sequences, again.frames) == (1, 0)
+    rescaled = extract_to_store(records, root, "g", checkpoint, crop_scale=1.0, **common)
+    assert (rescaled.reused_sequences, rescaled.frames) == (0, 1)
+    second = read_store(tmp_path / "store", "g")
+    assert not np.array_equal(first[1]["features"], second[1]["features"])
+
+
+def run_resumable(frames: Path, root: Path, checkpoint: Path) -> ExtractionSummary:
+    """The run the kill test interrupts: 3 one-frame sequences, a commit per sequence."""
+    paths = sorted(frames.glob("*.png"))
+    records = [
+        make_record(f"seq{i}", [ImageRef(str(path))], (64, 48)) for i, path in enumerate(paths)
+    ]
+    return extract_to_store(
+        records, str(root), "g", checkpoint, occluders=procedural_occluders(1, n=4), seed=3,
+        batch_size=2, num_decode_threads=2, commit_every_frames=1, progress=False,
+    )  # fmt: skip
+
+
+RUNNER = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[4])
+from test_features import run_resumable
+run_resumable(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))
+"""
+
+
+def test_killed_run_resumes_to_the_same_store(tmp_path: Path, checkpoint: Path) -> None:
+    for i in range(3):
+        image_sequence(tmp_path / "frames", f"f{i}", 1, seed=10 + i)
+    run_resumable(tmp_path / "frames", tmp_path / "clean", checkpoint)
+    clean = read_store(tmp_path / "clean", "g")
+    assert len(clean[0]) == 3
+
+    victim = tmp_path / "killed"
+    args = [tmp_path / "frames", victim, checkpoint, Path(__file__).parent]
+    process = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, *map(str, args)], env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
+    loc = location(str(victim))
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        pointer = read_pointer(loc, "g") if (victim / "g" / "zarr.json").exists() else None
+        if pointer is not None and pointer["frames"] > 0:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    partial = read_pointer(loc, "g")["frames"]
+    assert 0 < partial < 3
+
+    summary = run_resumable(tmp_path / "frames", victim, checkpoint)
+    assert summary.reused_sequences == partial and summary.frames == 3 - partial
+    resumed = read_store(victim, "g")
+    assert resumed[0] == clean[0]
+    assert resumed[1].keys() == clean[1].keys()
+    for name in clean[1]:
+        np.testing.assert_array_equal(resumed[1][name], clean[1][name], err_msg=name)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_autocast_close_to_cpu_fp32(tmp_path: Path, checkpoint: Path) -> None:
+    records = [image_sequence(tmp_path, "s", 4, seed=7)]
+    cpu = extract_to_store(records, str(tmp_path / "cpu"), "g", checkpoint, progress=False)
+    gpu = extract_to_store(
+        records, str(tmp_path / "gpu"), "g", checkpoint, device="cuda", progress=False
+    )
+    assert cpu.autocast_max_abs_diff is None
+    assert gpu.autocast_max_abs_diff is not None and gpu.autocast_mean_abs_diff < 0.05
+    a = read_store(tmp_path / "cpu", "g")[1]["features"].astype(np.float32)
+    b = read_store(tmp_path / "gpu", "g")[1]["features"].astype(np.float32)
+    assert np.abs(a - b).mean() < 0.05
