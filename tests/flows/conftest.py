@@ -86,6 +86,7 @@ def prefect_env(home: Path, **extra: str) -> dict[str, str]:
         PREFECT_PROFILES_PATH=str(home / "profiles.toml"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_SERVER_EPHEMERAL_ENABLED="false",
+        COLUMNS="200",
         **extra,
     )
     return env
