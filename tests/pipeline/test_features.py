@@ -17,7 +17,13 @@ import torch
 from model.backbone import load_spin_backbone
 from pipeline.crop import VideoFrameReader, crop_image, normalize
 from pipeline.datasets.records import ImageRef, SequenceRecord
-from pipeline.features import ExtractionSummary, extract_to_store
+from pipeline.features import (
+    CropSettings,
+    ExtractionSummary,
+    FrameError,
+    extract_to_store,
+    sequence_crops,
+)
 from pipeline.occlusion import frame_rng, occlude, procedural_occluders
 from pipeline.sample.base_data import write_base_data
 from storage.backend import location
@@ -219,3 +225,28 @@ def test_cuda_autocast_close_to_cpu_fp32(tmp_path: Path, checkpoint: Path) -> No
     a = read_store(tmp_path / "cpu", "g")[1]["features"].astype(np.float32)
     b = read_store(tmp_path / "gpu", "g")[1]["features"].astype(np.float32)
     assert np.abs(a - b).mean() < 0.05
+
+
+def test_already_cropped_frames_skip_the_warp(tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    crops = rng.integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+    refs = []
+    for i, crop in enumerate(crops):
+        _, data = cv2.imencode(".png", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+        refs.append(ImageRef(f"insta.tfrecord-{i}", data=data.tobytes()))
+    record = make_record("insta", refs, (224, 224))
+    record.already_cropped = True
+    np.testing.assert_array_equal(sequence_crops(record, 0, 2, CropSettings()), crops)
+
+    small = image_sequence(tmp_path, "small", 1, seed=0)
+    small.already_cropped = True
+    with pytest.raises(FrameError, match="expected an already-cropped 224x224"):
+        sequence_crops(small, 0, 1, CropSettings())
+
+
+def test_degenerate_bbox_fails_the_frame(tmp_path: Path) -> None:
+    record = image_sequence(tmp_path, "flat", 2, seed=0)
+    record.bbox[1, 2:] = 0
+    with pytest.raises(FrameError, match="frame 1") as caught:
+        sequence_crops(record, 0, 2, CropSettings())
+    assert caught.value.path == record.images[1].path
