@@ -164,7 +164,9 @@ def load_urls(path: Path) -> dict[str, dict[str, str | Mapping[str, str]]]:
     """Read a links file: one TOML table per dataset, `path = url` or `path = {url, sha256}`."""
     path = Path(path)
     if not path.is_file():
-        raise MissingFileError(f"{path}: links file not found (write one with `template()`)")
+        raise MissingFileError(
+            f"{path}: links file not found (`tcmr download-template` prints one)"
+        )
     try:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from typing import TYPE_CHECKING
 
-from conftest import PrefectServer
+if TYPE_CHECKING:
+    from conftest import PrefectServer
 
 
 def test_a_process_work_pool_is_created_on_a_real_server(prefect_server: PrefectServer) -> None:
