@@ -8,6 +8,8 @@ joints (nose, eyes, ears, toes, heels), 9 `J_regressor_extra` rows, picked by `J
 
 from __future__ import annotations
 
+import contextlib
+import io
 import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -108,9 +110,11 @@ class SpinBody:
             regressor.toarray() if scipy.sparse.issparse(regressor) else np.asarray(regressor)
         )
         self.faces = np.asarray(arrays["f"], dtype=np.int64)
-        self.smpl = smplx.SMPL(
-            model_path="", data_struct=smplx.utils.Struct(**arrays), create_transl=False
-        )
+        # smplx prints a warning about the 10 shape coefficients on every construction.
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.smpl = smplx.SMPL(
+                model_path="", data_struct=smplx.utils.Struct(**arrays), create_transl=False
+            )
         self.extra = torch.as_tensor(np.asarray(j_regressor_extra), dtype=torch.float32)
         self.h36m = (
             None

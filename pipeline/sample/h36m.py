@@ -19,16 +19,18 @@ from typing import Any
 import numpy as np
 from cdflib import cdfwrite
 
-from pipeline.sample import skeleton
+from pipeline.sample import actor
 from pipeline.sample.figure import write_jpeg, write_video
 
-FRAMES = 40
+FRAMES = 34
 SIZE = 160
 SUBJECTS = (1, 9)
 CAMERA_IDS = ("54138969", "55011271", "58860488", "60457274")
 MOON_FOLDERS = ((2, 1, 1), (2, 1, 4))  # (action, sub-action, camera 1..4)
 RAW_ACTION = "Walking 1"
-# Moon / I2L-MeshNet order (legs right first) and the skeleton joint each comes from.
+ROLLS = {1: (-9.0, -3.0, 4.0, 10.0), 9: (-6.0, 0.0, 7.0, 13.0)}
+DEPTH_MM = actor.DEPTH * 1000.0
+# Moon / I2L-MeshNet order (legs right first) and the actor joint each comes from.
 MOON_JOINTS = (
     ("Pelvis", "pelvis"), ("R_Hip", "right_hip"), ("R_Knee", "right_knee"),
     ("R_Ankle", "right_ankle"), ("L_Hip", "left_hip"), ("L_Knee", "left_knee"),
@@ -37,7 +39,7 @@ MOON_JOINTS = (
     ("L_Wrist", "left_wrist"), ("R_Shoulder", "right_shoulder"), ("R_Elbow", "right_elbow"),
     ("R_Wrist", "right_wrist"),
 )  # fmt: skip
-# The 32 raw joints (metadata.xml order) and the skeleton joint each is placed at; the
+# The 32 raw joints (metadata.xml order) and the actor joint each is placed at; the
 # duplicates of the real data (Hips = Spine, Neck = both Shoulders) are kept.
 RAW_JOINTS = (
     ("Hips", "pelvis"), ("RightUpLeg", "right_hip"), ("RightLeg", "right_knee"),
@@ -55,25 +57,29 @@ RAW_JOINTS = (
 
 
 def _pick(joints28: np.ndarray, table: tuple[tuple[str, str], ...]) -> np.ndarray:
-    return joints28[..., [skeleton.INDEX[source] for _, source in table], :]
+    return joints28[..., [actor.INDEX[source] for _, source in table], :]
 
 
-def _camera(index: int) -> dict[str, Any]:
-    """Camera `index` (0..3): turned about the vertical axis, 4 m from the world origin."""
-    angle = np.deg2rad(-30.0 + 20.0 * index)
-    c, s = np.cos(angle), np.sin(angle)
-    intrinsic = skeleton.intrinsics(SIZE, SIZE)
+def _camera(subject: int, index: int) -> dict[str, Any]:
+    """Camera `index` (0..3), 4 m from the world origin, views rolled about the optical axis.
+
+    With `R` a roll, `R X + t` (t = the camera's distance along z) equals the actor's
+    canonical camera frame rolled, so one rendering serves all four cameras.
+    """
+    intrinsic = actor.intrinsics(SIZE, SIZE)
     return {
-        "R": np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]),
-        "t": np.array([0.0, 0.0, 4000.0]),
+        "R": actor.roll(ROLLS[subject][index]),
+        "t": np.array([0.0, 0.0, DEPTH_MM]),
         "f": intrinsic[[0, 1], [0, 1]],
         "c": intrinsic[:2, 2],
     }
 
 
-def _world(subject: int, seed: int) -> np.ndarray:
-    """(FRAMES, 28, 3) world joints in mm, the person around the world origin."""
-    return skeleton.walk(FRAMES, seed + subject) - np.array([0.0, 0.0, 4000.0])
+def _views(subject: int, seed: int) -> tuple[np.ndarray, list[list[np.ndarray]]]:
+    """World joints (FRAMES, 28, 3) in mm around the origin, and frames [camera][t]."""
+    person = actor.walking_actor(FRAMES, seed)
+    views = actor.render_views(FRAMES, seed, SIZE, ROLLS[subject])
+    return person.joints * 1000.0 - np.array([0.0, 0.0, DEPTH_MM]), views
 
 
 def _to_camera(world: np.ndarray, camera: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -88,14 +94,14 @@ def _write_json(path: Path, content: Any) -> None:
     os.replace(temp, path)
 
 
-def _write_moon(root: Path, seed: int) -> dict[str, Any]:
+def _write_moon(root: Path, seed: int, rendered: dict[int, Any]) -> dict[str, Any]:
     truth: dict[str, Any] = {}
     annotations = root / "annotations"
     annotations.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for subject in SUBJECTS:
-        world = _world(subject, seed)
-        cameras = {str(k + 1): _camera(k) for k in range(4)}
+        world, views = rendered[subject]
+        cameras = {str(k + 1): _camera(subject, k) for k in range(4)}
         _write_json(annotations / f"Human36M_subject{subject}_camera.json",
                     {k: {n: v.tolist() for n, v in cam.items()} for k, cam in cameras.items()})  # fmt: skip
         moon = _pick(world, MOON_JOINTS)
@@ -106,9 +112,7 @@ def _write_moon(root: Path, seed: int) -> dict[str, Any]:
         for action, subaction, cam in MOON_FOLDERS:
             folder = f"s_{subject:02d}_act_{action:02d}_subact_{subaction:02d}_ca_{cam:02d}"
             points, uv = _to_camera(world, cameras[str(cam)])
-            backdrop = skeleton.background(SIZE, SIZE, seed + cam)
-            for t in range(FRAMES):
-                image = skeleton.draw(backdrop, uv[t])
+            for t, image in enumerate(views[cam - 1]):
                 write_jpeg(root / "images" / folder / f"{folder}_{t + 1:06d}.jpg", image)
             pose = rng.normal(0, 0.2, (FRAMES, 72))
             shape = rng.normal(0, 1, (FRAMES, 10))
@@ -138,24 +142,22 @@ def _write_cdf(path: Path, pose: np.ndarray) -> None:
     os.replace(temp, path)
 
 
-def _write_raw(root: Path, seed: int) -> dict[str, Any]:
+def _write_raw(root: Path, rendered: dict[int, Any]) -> dict[str, Any]:
     truth: dict[str, Any] = {}
     for subject in SUBJECTS:
         base = root / f"S{subject}"
-        world = _world(subject, seed)
+        world, views = rendered[subject]
         features = base / "MyPoseFeatures"
         _write_cdf(features / "D3_Positions" / f"{RAW_ACTION}.cdf",
                    _pick(world, RAW_JOINTS).reshape(1, FRAMES, 96))  # fmt: skip
         for index, cam_id in enumerate(CAMERA_IDS):
-            points, uv = _to_camera(world, _camera(index))
+            points, uv = _to_camera(world, _camera(subject, index))
             name = f"{RAW_ACTION}.{cam_id}"
             _write_cdf(features / "D3_Positions_mono" / f"{name}.cdf",
                        _pick(points, RAW_JOINTS).reshape(1, FRAMES, 96))  # fmt: skip
             _write_cdf(features / "D2_Positions" / f"{name}.cdf",
                        _pick(uv, RAW_JOINTS).reshape(1, FRAMES, 64))  # fmt: skip
-            backdrop = skeleton.background(SIZE, SIZE, seed + index)
-            frames = (skeleton.draw(backdrop, uv[t]) for t in range(FRAMES))
-            write_video(base / "Videos" / f"{name}.mp4", frames, fps=50.0)
+            write_video(base / "Videos" / f"{name}.mp4", views[index], fps=50.0)
             truth[f"S{subject}/{name}"] = {"camera_mm": points, "pixels": uv}
         _write_cdf(features / "D3_Positions_mono" / f"_ALL.{CAMERA_IDS[0]}.cdf",
                    np.zeros((1, 4, 96)))  # fmt: skip
@@ -165,12 +167,13 @@ def _write_raw(root: Path, seed: int) -> dict[str, Any]:
 def write_h36m(root: Path, seed: int = 0) -> dict[str, Any]:
     """Write `root/h36m/` (Moon JSON) and `root/h36m_raw/` (raw release); return the truth.
 
-    Truth per sequence: camera-frame joints in mm and pixels in the 28-joint skeleton
-    order of `pipeline.sample.skeleton` (so tests can look joints up by name), and for
+    Truth per sequence: camera-frame joints in mm and pixels in the 28-joint actor
+    order of `pipeline.sample.actor` (so tests can look joints up by name), and for
     the Moon folders the planted NeuralAnnot pose and shape.
     """
     moon_root, raw_root = Path(root) / "h36m", Path(root) / "h36m_raw"
+    rendered = {subject: _views(subject, seed) for subject in SUBJECTS}
     return {
         "dir": moon_root, "raw_dir": raw_root,
-        "json": _write_moon(moon_root, seed), "raw": _write_raw(raw_root, seed),
+        "json": _write_moon(moon_root, seed, rendered), "raw": _write_raw(raw_root, rendered),
     }  # fmt: skip

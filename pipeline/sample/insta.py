@@ -14,16 +14,16 @@ import struct
 from pathlib import Path
 from typing import Any
 
-import cv2
 import google_crc32c
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from pipeline.sample import skeleton
+from pipeline.sample import actor
+from pipeline.sample.figure import encode_jpeg
 
 CROP = 224
 FILE_TEMPLATE = "insta_variety_{:02d}_copy00_hmr_noS5.ckpt-642561.tfrecord"
-# HMMR "universal 25" order (datasets.md §1.10) and the skeleton joint each is drawn from.
+# HMMR "universal 25" order (datasets.md §1.10) and the actor joint (plus a pixel offset) it is drawn from.
 INSTA_NAMES: tuple[str, ...] = (
     "R Heel", "R Knee", "R Hip", "L Hip", "L Knee", "L Heel", "R Wrist", "R Elbow",
     "R Shoulder", "L Shoulder", "L Elbow", "L Wrist", "Neck", "Head", "Nose", "L Eye",
@@ -31,21 +31,23 @@ INSTA_NAMES: tuple[str, ...] = (
     "L Ankle", "R Ankle",
 )  # fmt: skip
 _SOURCE = {
-    "R Heel": ("right_foot", (0, 10)), "R Knee": ("right_knee", (0, 0)),
+    "R Heel": ("right_foot", (0, 3)), "R Knee": ("right_knee", (0, 0)),
     "R Hip": ("right_hip", (0, 0)), "L Hip": ("left_hip", (0, 0)),
-    "L Knee": ("left_knee", (0, 0)), "L Heel": ("left_foot", (0, 10)),
+    "L Knee": ("left_knee", (0, 0)), "L Heel": ("left_foot", (0, 3)),
     "R Wrist": ("right_wrist", (0, 0)), "R Elbow": ("right_elbow", (0, 0)),
     "R Shoulder": ("right_shoulder", (0, 0)), "L Shoulder": ("left_shoulder", (0, 0)),
     "L Elbow": ("left_elbow", (0, 0)), "L Wrist": ("left_wrist", (0, 0)),
-    "Neck": ("neck", (0, 0)), "Head": ("head_top", (0, 0)), "Nose": ("head", (0, 30)),
-    "L Eye": ("head", (25, -20)), "R Eye": ("head", (-25, -20)),
-    "L Ear": ("head", (60, -10)), "R Ear": ("head", (-60, -10)),
-    "L Big Toe": ("left_toe", (-15, 0)), "R Big Toe": ("right_toe", (15, 0)),
-    "L Small Toe": ("left_toe", (20, 0)), "R Small Toe": ("right_toe", (-20, 0)),
+    "Neck": ("neck", (0, 0)), "Head": ("head_top", (0, 0)), "Nose": ("head", (0, 4)),
+    "L Eye": ("head", (4, -3)), "R Eye": ("head", (-4, -3)),
+    "L Ear": ("head", (8, -2)), "R Ear": ("head", (-8, -2)),
+    "L Big Toe": ("left_toe", (-2, 0)), "R Big Toe": ("right_toe", (2, 0)),
+    "L Small Toe": ("left_toe", (3, 0)), "R Small Toe": ("right_toe", (-3, 0)),
     "L Ankle": ("left_ankle", (0, 0)), "R Ankle": ("right_ankle", (0, 0)),
 }  # fmt: skip
-# (file index, has image/phis, frames per track)
-_FILES = ((0, True, (20, 24)), (1, False, (20, 18)))
+CLIP_FRAMES = 24
+# (file index, has image/phis, tracks as (first clip frame, end clip frame, roll degrees)):
+# every track is a take of one rendered clip, rolled so each looks and reads differently.
+_FILES = ((0, True, ((0, 16, 0.0), (4, 24, 8.0))), (1, False, ((2, 18, -8.0), (6, 22, 14.0))))
 PLANTED_HIDDEN = (3, "L Wrist")
 """(frame, joint) made invisible in every track: coordinates stored as 0."""
 
@@ -106,24 +108,21 @@ def _frame(record: bytes) -> bytes:
     return length + struct.pack("<I", masked(length)) + record + struct.pack("<I", masked(record))
 
 
-def _track(frames: int, seed: int) -> tuple[np.ndarray, list[bytes]]:
+def _track(seed: int, start: int, stop: int, angle: float) -> tuple[np.ndarray, list[bytes]]:
     """Keypoints (N, 25, 3) in crop pixels (x, y, vis) and the JPEG crops of one track."""
-    joints = skeleton.walk(frames, seed, depth_mm=4500.0)
-    pixels = skeleton.project(joints, skeleton.intrinsics(CROP, CROP, 4500.0))
-    backdrop = skeleton.background(CROP, CROP, seed)
+    frames = stop - start
+    joints = actor.walking_actor(CLIP_FRAMES, seed).joints[start:stop] @ actor.roll(angle).T
+    pixels = actor.project(joints, actor.intrinsics(CROP, CROP))
+    (drawn,) = actor.render_views(CLIP_FRAMES, seed, CROP, (angle,), start, stop)
     keypoints = np.zeros((frames, len(INSTA_NAMES), 3))
     for k, name in enumerate(INSTA_NAMES):
         source, offset = _SOURCE[name]
-        keypoints[:, k, :2] = pixels[:, skeleton.INDEX[source]] + offset
+        keypoints[:, k, :2] = pixels[:, actor.INDEX[source]] + offset
         keypoints[:, k, 2] = 1.0
     keypoints[:, INSTA_NAMES.index("Head")] = 0.0  # OpenPose has no head top (HMMR)
     hidden_frame, hidden_joint = PLANTED_HIDDEN
     keypoints[hidden_frame, INSTA_NAMES.index(hidden_joint)] = 0.0
-    jpegs = []
-    for t in range(frames):
-        ok, buffer = cv2.imencode(".jpg", skeleton.draw(backdrop, pixels[t]))
-        assert ok
-        jpegs.append(buffer.tobytes())
+    jpegs = [encode_jpeg(image) for image in drawn]
     return keypoints, jpegs
 
 
@@ -174,11 +173,11 @@ def write_insta(root: Path, seed: int = 0) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     example_class = _example_class()
     tracks: list[dict[str, Any]] = []
-    for file_index, phis, lengths in _FILES:
+    for file_index, phis, takes in _FILES:
         path = folder / FILE_TEMPLATE.format(file_index)
         blobs = []
-        for index, frames in enumerate(lengths):
-            keypoints, jpegs = _track(frames, seed + 10 * file_index + index)
+        for index, (start, stop, angle) in enumerate(takes):
+            keypoints, jpegs = _track(seed, start, stop, angle)
             if not tracks:
                 jpegs[0] = jpegs[0] + b"\x00\x00\x00"  # decoders ignore bytes after FF D9
             blobs.append(_frame(_example(example_class, keypoints, jpegs, phis)))

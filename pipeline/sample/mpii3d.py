@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 import scipy.io
 
-from pipeline.sample import skeleton
+from pipeline.sample import actor
 from pipeline.sample.figure import write_jpeg, write_video
 
 FRAME = 160
@@ -29,31 +29,32 @@ CAMERAS = 14
 # 26 19 20 21 5 4 7]` minus one): head_top, neck, right arm, left arm, right leg, left leg,
 # pelvis, spine, head.
 TEST_JOINTS = (7, 5, 14, 15, 16, 9, 10, 11, 23, 24, 25, 18, 19, 20, 4, 3, 6)
-OUTSIDE = {"sequence": "S1/Seq1", "camera": 0, "frame": 30, "joint": "left_wrist"}
+OUTSIDE = {"sequence": "S1/Seq1", "camera": 0, "frame": 16, "joint": "left_wrist"}
 """Planted: this 2D joint lies left of the image (x < 0) in this one frame."""
 TEST_OUTSIDE_FRAME = 10
-_TRAIN = (("S1", "Seq1", 48, "video", 0), ("S2", "Seq1", 20, "frames", 3))
+CLIP_FRAMES = 34
+"""All sequences are takes of one rendered clip (actor.render_views caches it)."""
+# (subject, sequence, first and end clip frame, media, surplus annotation rows, roll offset)
+_TRAIN = (("S1", "Seq1", 0, 34, "video", 0, 0.0), ("S2", "Seq1", 10, 26, "frames", 3, 1.0))
+TEST_START = 4
 
 
-def _rotation_y(angle: float) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+def _roll(index: int, offset: float) -> float:
+    return -13.0 + 2.0 * index + offset
 
 
-def _camera(index: int) -> tuple[np.ndarray, np.ndarray]:
-    """(R, t mm) of camera `index`: the views turn about a vertical axis through the subject."""
-    rotation = _rotation_y(np.deg2rad(-35.0 + 5.0 * index))
-    centre = np.array([0.0, 0.0, 4000.0])
-    return rotation, centre - rotation @ centre
+def _camera(index: int, offset: float) -> tuple[np.ndarray, np.ndarray]:
+    """(R, t mm) of camera `index`: views rolled about the optical axis (see actor)."""
+    return actor.roll(_roll(index, offset)), np.zeros(3)
 
 
-def _calibration_text(intrinsic: np.ndarray) -> str:
+def _calibration_text(intrinsic: np.ndarray, offset: float) -> str:
     """14 camera blocks, labels in the first 11 characters, one trailing space per line."""
     lines = ["Skeletool Camera Calibration File V1.0"]
     k4 = np.eye(4)
     k4[:3, :3] = intrinsic
     for index in range(CAMERAS):
-        rotation, translation = _camera(index)
+        rotation, translation = _camera(index, offset)
         rt = np.eye(4)
         rt[:3, :3], rt[:3, 3] = rotation, translation
         lines += [
@@ -76,31 +77,31 @@ def _savemat(path: Path, content: dict[str, Any]) -> None:
 
 
 def _write_train(root: Path, seed: int) -> dict[str, Any]:
-    intrinsic = skeleton.intrinsics(FRAME, FRAME)
+    intrinsic = actor.intrinsics(FRAME, FRAME)
     truth: dict[str, Any] = {}
-    for number, (subject, seq, frames, media, extra_rows) in enumerate(_TRAIN):
+    for subject, seq, start, stop, media, extra_rows, offset in _TRAIN:
         folder = root / subject / seq
         folder.mkdir(parents=True, exist_ok=True)
-        world = skeleton.walk(frames, seed + number)
+        frames = stop - start
+        world = actor.walking_actor(CLIP_FRAMES, seed).joints[start:stop] * 1000.0
         annot2 = np.empty((CAMERAS, 1), dtype=object)
         annot3 = np.empty((CAMERAS, 1), dtype=object)
         cam_points: dict[int, np.ndarray] = {}
         pixels: dict[int, np.ndarray] = {}
-        backdrop = skeleton.background(FRAME, FRAME, seed + number)
         for camera in range(CAMERAS):
-            rotation, translation = _camera(camera)
+            rotation, translation = _camera(camera, offset)
             points = world @ rotation.T + translation
-            uv = skeleton.project(points, intrinsic)
+            uv = actor.project(points, intrinsic)
             if f"{subject}/{seq}" == OUTSIDE["sequence"] and camera == OUTSIDE["camera"]:
-                uv[OUTSIDE["frame"], skeleton.INDEX[OUTSIDE["joint"]], 0] = -5.0
+                uv[OUTSIDE["frame"], actor.INDEX[OUTSIDE["joint"]], 0] = -5.0
             rows3 = np.concatenate([points, points[-1:].repeat(extra_rows, 0)])
             rows2 = np.concatenate([uv, uv[-1:].repeat(extra_rows, 0)])
             annot3[camera, 0] = rows3.reshape(len(rows3), 84)
             annot2[camera, 0] = rows2.reshape(len(rows2), 56)
             cam_points[camera], pixels[camera] = points, uv
-            if camera not in VNECT:
-                continue
-            drawn = [skeleton.draw(backdrop, uv[t]) for t in range(frames)]
+        rolls = tuple(_roll(camera, offset) for camera in VNECT)
+        views = actor.render_views(CLIP_FRAMES, seed, FRAME, rolls, start, stop)
+        for camera, drawn in zip(VNECT, views, strict=True):
             if media == "video":
                 write_video(folder / "imageSequence" / f"video_{camera}.avi", drawn, fps=25.0)
             else:
@@ -112,7 +113,7 @@ def _write_train(root: Path, seed: int) -> dict[str, Any]:
             "cameras": np.arange(CAMERAS, dtype=np.float64)[None],
             "frames": np.arange(total, dtype=np.float64)[:, None],
         })  # fmt: skip
-        (folder / "camera.calibration").write_text(_calibration_text(intrinsic))
+        (folder / "camera.calibration").write_text(_calibration_text(intrinsic, offset))
         truth[f"{subject}/{seq}"] = {
             "frames": frames, "annotation_rows": total, "joints3d_mm": cam_points,
             "joints2d": pixels, "media": media,
@@ -144,17 +145,15 @@ def _write_v73(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def _write_test(root: Path, seed: int) -> dict[str, Any]:
-    frames = 40
+    frames = CLIP_FRAMES - TEST_START
     folder = root / "mpi_inf_3dhp_test_set" / "TS1"
     (folder / "imageSequence").mkdir(parents=True, exist_ok=True)
-    intrinsic = skeleton.intrinsics(FRAME, FRAME)
-    points = skeleton.walk(frames, seed + 7)
-    uv = skeleton.project(points, intrinsic)
-    backdrop = skeleton.background(FRAME, FRAME, seed + 7)
-    for t in range(frames):
-        write_jpeg(
-            folder / "imageSequence" / f"img_{t + 1:06d}.jpg", skeleton.draw(backdrop, uv[t])
-        )
+    intrinsic = actor.intrinsics(FRAME, FRAME)
+    points = actor.walking_actor(CLIP_FRAMES, seed).joints[TEST_START:] * 1000.0
+    uv = actor.project(points, intrinsic)
+    (drawn,) = actor.render_views(CLIP_FRAMES, seed, FRAME, (0.0,), TEST_START)
+    for t, image in enumerate(drawn):
+        write_jpeg(folder / "imageSequence" / f"img_{t + 1:06d}.jpg", image)
     uv_test = uv[:, TEST_JOINTS].copy()
     uv_test[TEST_OUTSIDE_FRAME, 0, 1] = FRAME + 3.0  # head_top below the image
     valid = (np.arange(frames) % 4 != 1).astype(np.float64)

@@ -8,9 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
+from pipeline.bbox import smooth_bbox
 from pipeline.datasets.h36m import H36mRules, read_h36m
 from pipeline.datasets.records import Quarantine
-from pipeline.sample import skeleton
+from pipeline.sample import actor
 from pipeline.sample.h36m import write_h36m
 from storage.errors import FormatError
 from storage.layout import SPIN_JOINT_NAMES
@@ -30,13 +31,13 @@ def _check_planted(record, camera_mm: np.ndarray, pixels: np.ndarray) -> None:
     for row, frame in ((0, 0), (7, 14)):
         assert record.frame_index[row] == frame
         points = camera_mm[frame]
-        pelvis = points[skeleton.INDEX["pelvis"]]
+        pelvis = points[actor.INDEX["pelvis"]]
         for source, spin_name in PLANTED:
-            expected = (points[skeleton.INDEX[source]] - pelvis) / 1000.0
+            expected = (points[actor.INDEX[source]] - pelvis) / 1000.0
             got = record.joints3d[row, SPIN[spin_name]]
             np.testing.assert_allclose(got[:3], expected, atol=1e-5)
             assert got[3] == 1.0
-            pixel = pixels[frame, skeleton.INDEX[source]]
+            pixel = pixels[frame, actor.INDEX[source]]
             np.testing.assert_allclose(
                 record.joints2d[row, SPIN[spin_name]], [*pixel, 1], atol=1e-3
             )
@@ -47,14 +48,14 @@ def _check_planted(record, camera_mm: np.ndarray, pixels: np.ndarray) -> None:
 def test_json_source_counts_subsampling_and_names(sample: dict) -> None:
     records = list(read_h36m(sample["dir"], "train"))
     assert [(r.name, len(r)) for r in records] == [
-        ("s_01_act_02_subact_01_ca_01", 20),
-        ("s_01_act_02_subact_01_ca_04", 20),
+        ("s_01_act_02_subact_01_ca_01", 17),
+        ("s_01_act_02_subact_01_ca_04", 17),
     ]
     record = records[0]
-    np.testing.assert_array_equal(record.frame_index, np.arange(0, 40, 2))
+    np.testing.assert_array_equal(record.frame_index, np.arange(0, 34, 2))
     assert record.images[1].path.endswith("s_01_act_02_subact_01_ca_01_000003.jpg")
     assert record.fps == 25.0 and record.crop_scale == 1.0
-    assert record.joints3d.shape == (20, 49, 4) and record.joints3d.dtype == np.float32
+    assert record.joints3d.shape == (17, 49, 4) and record.joints3d.dtype == np.float32
     assert [r.name for r in read_h36m(sample["dir"], "test")] == [
         "s_09_act_02_subact_01_ca_01",
         "s_09_act_02_subact_01_ca_04",
@@ -78,15 +79,18 @@ def test_json_neuralannot_smpl_is_attached_per_frame_and_camera(sample: dict) ->
     assert not next(read_h36m(sample["dir"], "test")).has_smpl.any()
 
 
-def test_smoothed_tight_bbox_contains_the_person(sample: dict) -> None:
+def test_bbox_is_the_tight_smoothed_box_of_the_kept_frames(sample: dict) -> None:
     record = next(read_h36m(sample["dir"], "train"))
-    visible = record.joints2d[10, record.joints2d[10, :, 2] > 0, :2]
-    diagonal = np.linalg.norm(visible.max(0) - visible.min(0))
-    assert record.bbox[10, 2] == pytest.approx(0.9 * diagonal, rel=0.1)
-    for frame in range(len(record)):  # smoothed over time: near each frame's own extent
-        points = record.joints2d[frame, record.joints2d[frame, :, 2] > 0, :2]
-        centre = (points.max(0) + points.min(0)) / 2
-        assert np.abs(centre - record.bbox[frame, :2]).max() < 0.1 * record.bbox[frame, 2]
+    loose, _ = smooth_bbox(record.joints2d, vis_thresh=0.3, enlarge=1.0, sigma=8.0)
+    np.testing.assert_allclose(record.bbox[:, :2], loose[:, :2], rtol=1e-6)
+    np.testing.assert_allclose(record.bbox[:, 2:], 0.9 * loose[:, 2:], rtol=1e-5)
+    visible = record.joints2d[..., 2] > 0
+    extent_centre = np.stack([
+        (f[v, :2].max(0) + f[v, :2].min(0)) / 2 for f, v in zip(record.joints2d, visible, strict=True)
+    ])  # fmt: skip
+    assert (
+        np.abs(extent_centre.mean(0) - record.bbox[:, :2].mean(0)).max() < 0.15 * record.bbox[0, 2]
+    )
 
 
 def test_front_camera_option(sample: dict) -> None:
@@ -126,20 +130,20 @@ def test_short_or_truncated_video_is_recorded_and_never_over_referenced(
     root = _copy(sample["raw_dir"], tmp_path)
     short = root / "S9" / "Videos" / "Walking 1.54138969.mp4"
     writer = cv2.VideoWriter(str(short), cv2.VideoWriter.fourcc(*"mp4v"), 50.0, (160, 160))
-    for _ in range(36):  # the poses have 40 frames
+    for _ in range(32):  # the poses have 34 frames
         writer.write(np.full((160, 160, 3), 128, np.uint8))
     writer.release()
     truncated = root / "S9" / "Videos" / "Walking 1.55011271.mp4"
     truncated.write_bytes(truncated.read_bytes()[:5000])
     quarantine = Quarantine()
     records = {r.name: r for r in read_h36m(root, "test", quarantine, RAW)}
-    assert [im.frame for im in records["S9_Walking_1.54138969"].images][-1] == 34
-    assert len(records["S9_Walking_1.54138969"]) == 18
+    assert [im.frame for im in records["S9_Walking_1.54138969"].images][-1] == 30
+    assert len(records["S9_Walking_1.54138969"]) == 16
     assert "S9_Walking_1.55011271" not in records
     reasons = {s.key.rsplit("/", 1)[-1]: s.reason for s in quarantine.skips}
-    assert reasons["S9_Walking_1.54138969"] == "40 pose frames but 36 video frames; rest left out"
+    assert reasons["S9_Walking_1.54138969"] == "34 pose frames but 32 video frames; rest left out"
     assert "cannot be opened" in reasons["S9_Walking_1.55011271"]
-    assert len(records["S9_Walking_1.58860488"]) == 20
+    assert len(records["S9_Walking_1.58860488"]) == 17
 
 
 def test_missing_frames_nan_and_bad_camera_in_json(sample: dict, tmp_path: Path) -> None:
@@ -151,7 +155,7 @@ def test_missing_frames_nan_and_bad_camera_in_json(sample: dict, tmp_path: Path)
     joints_path.write_text(json.dumps(joints))
     quarantine = Quarantine()
     records = list(read_h36m(root, "test", quarantine))
-    assert records == []  # split at the gap into 5 + 12 frames: too short, never bridged
+    assert records == []  # split at the gap into 5 + 9 frames: too short, never bridged
     assert any("frames [10, 12, 14]; the sequence is split" in s.reason for s in quarantine.skips)
     assert {s.key.rsplit("/", 1)[-1] for s in quarantine.skips if s.field == "images"} == {
         "s_09_act_02_subact_01_ca_01_seg0",

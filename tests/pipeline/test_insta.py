@@ -32,8 +32,8 @@ def test_writer_output_is_a_tfrecord_readable_by_the_tfrecord_package(insta: dic
     )
     example = example_pb2.Example()
     example.ParseFromString(data[12 : 12 + length])
-    assert example.features.feature["meta/N"].int64_list.value[0] == 20
-    assert len(example.features.feature["image/phis"].float_list.value) == 2048 * 20
+    assert example.features.feature["meta/N"].int64_list.value[0] == 16
+    assert len(example.features.feature["image/phis"].float_list.value) == 2048 * 16
 
 
 def test_masked_crc_matches_the_reference_crc32c_package() -> None:
@@ -43,14 +43,14 @@ def test_masked_crc_matches_the_reference_crc32c_package() -> None:
 
 def test_one_record_per_track_with_shapes_and_crops(insta: dict) -> None:
     records = list(read_insta(insta["dir"], "train"))
-    assert [len(r) for r in records] == [20, 24, 20, 18]
+    assert [len(r) for r in records] == [16, 20, 16, 16]
     first = records[0]
     assert first.name == "insta_variety_00_copy00_hmr_noS5.ckpt-642561.tfrecord-0"
-    assert first.joints2d.shape == (20, 49, 3) and first.joints2d.dtype == np.float32
+    assert first.joints2d.shape == (16, 49, 3) and first.joints2d.dtype == np.float32
     assert first.already_cropped and first.crop_scale == 1.0
     np.testing.assert_array_equal(first.bbox[0], [112, 112, 224, 224])
     assert first.images[0].kind == "bytes"
-    np.testing.assert_array_equal(first.frame_index, np.arange(20))
+    np.testing.assert_array_equal(first.frame_index, np.arange(16))
     assert not first.has_smpl.any() and not first.has_3d.any()
 
 
@@ -97,7 +97,7 @@ def test_corrupt_payload_is_a_crc_error_or_a_recorded_skip(insta: dict, tmp_path
         list(read_insta(root, "train"))
     quarantine = Quarantine()
     records = list(read_insta(root, "train", quarantine))
-    assert [len(r) for r in records] == [20, 18]  # the other file is intact
+    assert [len(r) for r in records] == [16, 16]  # the other file is intact
     assert len(quarantine) == 1 and quarantine.skips[0].field == "record framing"
 
 

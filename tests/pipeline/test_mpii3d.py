@@ -11,7 +11,7 @@ import scipy.io
 
 from pipeline.datasets.mpii3d import read_calibration, read_mpii3d
 from pipeline.datasets.records import Quarantine
-from pipeline.sample import skeleton
+from pipeline.sample import actor
 from pipeline.sample.mpii3d import OUTSIDE, TEST_OUTSIDE_FRAME, write_mpii3d
 from storage.errors import FormatError
 from storage.layout import SPIN_JOINT_NAMES
@@ -31,22 +31,22 @@ def train(sample: dict) -> dict:
 
 def test_train_segments_and_frame_counts(train: dict) -> None:
     vnect = (0, 1, 2, 4, 5, 6, 7, 8)
-    expected = {f"subj1_seq1_vid{k}_seg0": 48 for k in vnect[1:]}
-    expected |= {"subj1_seq1_vid0_seg0": 30, "subj1_seq1_vid0_seg1": 17}
-    expected |= {f"subj2_seq1_vid{k}_seg0": 20 for k in vnect}
+    expected = {f"subj1_seq1_vid{k}_seg0": 34 for k in vnect[1:]}
+    expected |= {"subj1_seq1_vid0_seg0": 16, "subj1_seq1_vid0_seg1": 17}
+    expected |= {f"subj2_seq1_vid{k}_seg0": 16 for k in vnect}
     assert {name: len(r) for name, r in train.items()} == expected
     record = train["subj1_seq1_vid4_seg0"]
     assert record.fps == 25.0 and record.crop_scale == 1.0
-    assert record.joints2d.shape == (48, 49, 3) and record.joints2d.dtype == np.float32
-    assert record.joints3d.shape == (48, 49, 4) and record.joints3d.dtype == np.float32
+    assert record.joints2d.shape == (34, 49, 3) and record.joints2d.dtype == np.float32
+    assert record.joints3d.shape == (34, 49, 4) and record.joints3d.dtype == np.float32
 
 
 def test_out_of_image_joint_splits_the_segment_at_the_right_frame(train: dict) -> None:
     before, after = train["subj1_seq1_vid0_seg0"], train["subj1_seq1_vid0_seg1"]
-    assert OUTSIDE["frame"] == 30
-    np.testing.assert_array_equal(before.frame_index, np.arange(30))
-    np.testing.assert_array_equal(after.frame_index, np.arange(31, 48))
-    assert [im.frame for im in after.images] == list(range(31, 48))
+    assert OUTSIDE["frame"] == 16
+    np.testing.assert_array_equal(before.frame_index, np.arange(16))
+    np.testing.assert_array_equal(after.frame_index, np.arange(17, 34))
+    assert [im.frame for im in after.images] == list(range(17, 34))
     assert after.images[0].path.endswith("imageSequence/video_0.avi")
 
 
@@ -56,13 +56,13 @@ def test_planted_joints_arrive_in_metres_root_relative_at_their_spin_slot(
     truth = sample["train"]["S1/Seq1"]
     record = train["subj1_seq1_vid5_seg0"]
     points = truth["joints3d_mm"][5][7]  # frame 7, camera 5, (28, 3) mm
-    pelvis = points[skeleton.INDEX["pelvis"]]
+    pelvis = points[actor.INDEX["pelvis"]]
     for mpii_name, spin_name in (("left_wrist", "lwrist"), ("right_knee", "rknee"),
                                  ("head_top", "headtop"), ("spine", "Spine (H36M)")):  # fmt: skip
-        expected = (points[skeleton.INDEX[mpii_name]] - pelvis) / 1000.0
+        expected = (points[actor.INDEX[mpii_name]] - pelvis) / 1000.0
         np.testing.assert_allclose(record.joints3d[7, SPIN[spin_name], :3], expected, atol=1e-6)
         assert record.joints3d[7, SPIN[spin_name], 3] == 1.0
-        pixel = truth["joints2d"][5][7][skeleton.INDEX[mpii_name]]
+        pixel = truth["joints2d"][5][7][actor.INDEX[mpii_name]]
         np.testing.assert_allclose(record.joints2d[7, SPIN[spin_name]], [*pixel, 1.0], atol=1e-4)
     np.testing.assert_array_equal(record.joints3d[:, SPIN["hip"], :3], 0.0)
     assert record.joints3d[0, SPIN["OP Nose"], 3] == 0 and record.joints2d[0, SPIN["nose"], 2] == 0
@@ -78,25 +78,29 @@ def test_video_frames_decode_to_the_rendered_figure(train: dict) -> None:
     ok, frame = capture.read()
     capture.release()
     assert ok and frame.shape == (160, 160, 3)
-    # the middle of the left shin is drawn in the limb colour (BGR 60, 90, 200)
-    x, y = (record.joints2d[0, SPIN["lknee"], :2] + record.joints2d[0, SPIN["lankle"], :2]) / 2
-    assert np.abs(frame[round(y), round(x)].astype(int) - (60, 90, 200)).max() < 40
+    # the figure's body colour is red-dominant (BGR 70, 110, 200 shaded); this backdrop is not
+    for a, b in (("lknee", "lankle"), ("hip", "neck")):
+        x, y = (record.joints2d[0, SPIN[a], :2] + record.joints2d[0, SPIN[b], :2]) / 2
+        blue, green, red = frame[round(y), round(x)].astype(int)
+        assert red - max(blue, green) > 30
+    blue, green, red = frame[2, 2].astype(int)
+    assert red - max(blue, green) < 0
 
 
 def test_extracted_frames_and_surplus_annotation_rows_are_recorded(sample: dict) -> None:
     quarantine = Quarantine()
     records = [r for r in read_mpii3d(sample["dir"], "train", quarantine) if "subj2" in r.name]
-    assert all(len(r) == 20 for r in records)
+    assert all(len(r) == 16 for r in records)
     assert records[0].images[0].path.endswith("video_0/000001.jpg")
     surplus = [s for s in quarantine.skips if s.field == "video frames"]
-    assert len(surplus) == 8 and "23 annotation rows but 20 frames" in surplus[0].reason
+    assert len(surplus) == 8 and "19 annotation rows but 16 frames" in surplus[0].reason
 
 
 def test_calibration_is_parsed_and_slice_compatible(sample: dict) -> None:
     path = sample["dir"] / "S1" / "Seq1" / "camera.calibration"
     cameras = read_calibration(path)
     assert sorted(cameras) == list(range(14))
-    np.testing.assert_allclose(cameras[0]["K"], skeleton.intrinsics(160, 160), rtol=1e-5)
+    np.testing.assert_allclose(cameras[0]["K"], actor.intrinsics(160, 160), rtol=1e-5)
     content = path.read_text().splitlines(keepends=True)
     spin_style = np.array(content[3 * 7 + 6][11:-2].split(), float).reshape(4, 4)
     np.testing.assert_allclose(spin_style[:3, 3] / 1000, cameras[3]["t"], atol=1e-6)
@@ -106,13 +110,13 @@ def test_test_set_is_matlab_73_with_valid_frames(sample: dict) -> None:
     path = sample["dir"] / "mpi_inf_3dhp_test_set" / "TS1" / "annot_data.mat"
     assert path.read_bytes()[:19] == b"MATLAB 7.3 MAT-file"
     loaded = hdf5storage.loadmat(str(path))
-    assert loaded["annot2"].shape == (2, 17, 1, 40)  # MATLAB's view
+    assert loaded["annot2"].shape == (2, 17, 1, 30)  # MATLAB's view
     quarantine = Quarantine()
     records = list(read_mpii3d(sample["dir"], "test", quarantine))
-    assert [(r.name, len(r)) for r in records] == [("subj1_seg1", 29)]
+    assert [(r.name, len(r)) for r in records] == [("subj1_seg1", 19)]
     record, truth = records[0], sample["test"]["TS1"]
     assert TEST_OUTSIDE_FRAME == 10
-    np.testing.assert_array_equal(record.frame_index, np.arange(11, 40))
+    np.testing.assert_array_equal(record.frame_index, np.arange(11, 30))
     np.testing.assert_array_equal(record.valid, truth["valid"][11:])
     assert record.images[0].path.endswith("img_000012.jpg") and record.crop_scale == 1.2
     points = truth["joints3d_mm"][11]
@@ -141,7 +145,7 @@ def test_truncated_video_keeps_the_decodable_frames_and_records_the_rest(
     quarantine = Quarantine()
     records = {r.name: r for r in read_mpii3d(root, "train", quarantine)}
     kept = len(records["subj1_seq1_vid1_seg0"])
-    assert 16 <= kept < 48
+    assert 16 <= kept < 34
     capture = cv2.VideoCapture(str(video))
     capture.set(cv2.CAP_PROP_POS_FRAMES, kept - 1)
     assert capture.read()[0]  # the last referenced frame decodes
@@ -167,8 +171,8 @@ def test_missing_field_and_nan_coordinates(sample: dict, tmp_path: Path) -> None
             Quarantine(),
         )
     }
-    assert "subj2_seq1_vid0_seg0" not in records  # frames 0..3 too short, 5..19 too short
-    assert len(records["subj2_seq1_vid1_seg0"]) == 20
+    assert "subj2_seq1_vid0_seg0" not in records  # frames 0..3 and 5..15: both too short
+    assert len(records["subj2_seq1_vid1_seg0"]) == 16
 
 
 def test_corrupt_test_annotation_is_a_recorded_skip(sample: dict, tmp_path: Path) -> None:

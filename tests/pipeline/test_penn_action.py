@@ -51,8 +51,14 @@ def test_visibility_rules_and_labelling(sample_dir: Path) -> None:
     np.testing.assert_array_equal(hmmr.joints2d[:, 33], tcmr.joints2d[:, 34])
 
 
-def test_split_flag(sample_dir: Path) -> None:
+def test_split_flag_and_too_short_videos(sample_dir: Path) -> None:
     assert [r.name for r in read_penn_action(sample_dir / "pennaction", "test")] == ["0002"]
+    quarantine = Quarantine()
+    rules = PennActionRules(min_frames=19)
+    kept = list(read_penn_action(sample_dir / "pennaction", "train", quarantine, rules))
+    assert [r.name for r in kept] == ["0001"]
+    assert quarantine.skips[0].key == "pennaction/train/0002/person0"
+    assert "18 frames < min_frames 19" in quarantine.skips[0].reason
 
 
 def test_bad_inputs(sample_dir: Path, tmp_path: Path) -> None:
@@ -71,5 +77,12 @@ def test_bad_inputs(sample_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(FormatError, match=r"0001\.mat: field x has shape"):
         list(read_penn_action(root))
     label.write_bytes(b"MATLAB 5.0 MAT-file, truncated")
-    with pytest.raises(FormatError, match=r"0001\.mat"):
+    with pytest.raises(FormatError, match=r"0001\.mat: not a readable"):
+        list(read_penn_action(root))
+    label.unlink()
+    other = root / "labels" / "0002.mat"
+    mat = scipy.io.loadmat(other)
+    mat["y"][4, 2] = np.nan
+    scipy.io.savemat(other, {k: v for k, v in mat.items() if not k.startswith("__")})
+    with pytest.raises(FormatError, match=r"0002\.mat: field y contains NaN"):
         list(read_penn_action(root))

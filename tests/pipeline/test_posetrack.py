@@ -81,3 +81,15 @@ def test_bad_inputs(sample_dir: Path, tmp_path: Path) -> None:
     first.write_text(json.dumps(data))
     with pytest.raises(FormatError, match="NaN"):
         list(read_posetrack(root))
+
+
+def test_missing_image_is_a_recorded_skip(sample_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "posetrack"
+    shutil.copytree(sample_dir / "posetrack", root)
+    (root / "images" / "train" / "000002_mpii_train" / "000007.jpg").unlink()
+    quarantine = Quarantine()
+    assert [r.name for r in read_posetrack(root, "train", quarantine)] == ["000001_bonn_train"]
+    (skip,) = [s for s in quarantine.skips if s.field == "file_name"]
+    assert skip.key == "posetrack/train/000002_mpii_train/person0" and "000007.jpg" in skip.reason
+    with pytest.raises(FormatError, match=r"field file_name: 1 image\(s\) missing"):
+        list(read_posetrack(root))
