@@ -82,3 +82,19 @@ def test_build_model_starts_from_the_spin_regressor(base_data: Path) -> None:
     out, scores = model.eval()(torch.randn(1, 16, 2048))
     assert out["verts"].shape == (1, 6890, 3)
     assert torch.isfinite(out["theta"]).all() and scores.shape == (1, 3)
+
+
+@torch.no_grad()
+def test_eval_j14_regresses_the_14_evaluation_joints(base_data: Path, smpl) -> None:
+    model = TCMR(ModelConfig(**SMALL), base_data / "smpl_mean_params.npz").set_smpl(smpl).eval()
+    x = torch.randn(2, 16, 2048)
+    out, _ = model(x, j14=True)
+    assert out["kp_3d"].shape == (2, 14, 3)
+    assert out["kp_2d"].shape == (2, 14, 2)
+    torch.testing.assert_close(out["kp_3d"], smpl.joints14(out["verts"]))
+
+
+def test_forward_without_smpl_says_how_to_attach_one(base_data: Path) -> None:
+    model = TCMR(ModelConfig(**SMALL), base_data / "smpl_mean_params.npz").eval()
+    with pytest.raises(RuntimeError, match="set_smpl"):
+        model(torch.randn(1, 16, 2048))
