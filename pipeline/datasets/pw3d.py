@@ -86,12 +86,21 @@ def load_body(base_data: Path | None = None) -> SpinBody:
 
 
 def _field(
-    data: dict[str, Any], key: str, person: int | None, shape: tuple, path: Path
+    data: dict[str, Any],
+    key: str,
+    person: int | None,
+    shape: tuple,
+    path: Path,
+    flatten: bool = False,
 ) -> np.ndarray:
-    """`data[key]` (or its person entry) as float64 of the given shape (-1 = any)."""
+    """`data[key]` (or its person entry) as float64 of the given shape (-1 = any).
+
+    `flatten` accepts any layout of the values (betas are documented as "10x1").
+    """
     try:
         value = data[key] if person is None else data[key][person]
         array = np.asarray(value, dtype=np.float64)
+        array = array.ravel() if flatten else array
     except (IndexError, TypeError, ValueError) as error:
         raise FormatError(
             f"{path}: field {key} for person {person} unreadable ({error})"
@@ -128,6 +137,8 @@ def read_3dpw(
     if split not in SPLITS:
         raise ValueError(f"3DPW split must be one of {', '.join(SPLITS)}, got {split!r}")
     rules = rules or Pw3dRules()
+    if rules.joints3d_train not in ("spin49", "j14"):
+        raise ValueError(f"joints3d_train must be 'spin49' or 'j14', got {rules.joints3d_train!r}")
     folder = Path(root) / "sequenceFiles" / SPLITS[split]
     files = sorted(folder.glob("*.pkl"))
     if not files:
@@ -173,7 +184,7 @@ def _person(
     pose = _field(data, "poses", person, (-1, 72), path)
     count = len(pose)
     trans = _field(data, "trans", person, (count, 3), path)
-    betas = _field(data, "betas", person, (-1,), path)
+    betas = _field(data, "betas", person, (-1,), path, flatten=True)
     if betas.size < 10:
         raise FormatError(
             f"{path}: field betas has {betas.size} values for person {person}, expected >= 10"

@@ -163,15 +163,17 @@ def render(
     # Fixed-point coordinates (4 fractional bits) keep sub-pixel triangles from vanishing.
     points = np.round(vertices_2d * 16).astype(np.int32)[faces]
     lo, hi = face_depth.min(), face_depth.max()
-    slab = np.minimum(((hi - face_depth) / max(hi - lo, 1e-9) * _DEPTH_SLABS).astype(int), 23)
+    slab = np.minimum(
+        ((hi - face_depth) / max(hi - lo, 1e-9) * _DEPTH_SLABS).astype(int), _DEPTH_SLABS - 1
+    )
     level = np.clip((shade * _SHADE_LEVELS).astype(int), 0, _SHADE_LEVELS - 1)
+    group = slab * _SHADE_LEVELS + level  # far slabs first, then by shade
+    order = np.argsort(group, kind="stable")
+    groups, starts = np.unique(group[order], return_index=True)
     base = np.asarray(colour, dtype=np.float64)
-    for slab_index in range(_DEPTH_SLABS):
-        in_slab = slab == slab_index
-        for level_index in np.unique(level[in_slab]):
-            chosen = in_slab & (level == level_index)
-            tone = base * (0.35 + 0.65 * (level_index + 0.5) / _SHADE_LEVELS)
-            cv2.fillPoly(image, list(points[chosen]), tone.tolist(), cv2.LINE_8, shift=4)
+    for key, polygons in zip(groups, np.split(points[order], starts[1:]), strict=True):
+        tone = base * (0.35 + 0.65 * (key % _SHADE_LEVELS + 0.5) / _SHADE_LEVELS)
+        cv2.fillPoly(image, polygons, tone.tolist(), cv2.LINE_8, shift=4)
     return image
 
 
