@@ -251,3 +251,12 @@ def test_our_checkpoint_with_unknown_config_key(small_model: TCMR, tmp_path: Pat
     torch.save(payload, path)
     with pytest.raises(FormatError, match=r"ck\.pt.*'config'.*hidden"):
         load_checkpoint(path)
+
+
+def test_legacy_torch_format_with_numpy_scalars_loads(small_model: TCMR, tmp_path: Path) -> None:
+    """Files from torch < 1.6 (the official code's torch 1.4) use the pre-zip format."""
+    path = save_checkpoint(tmp_path / "ck.pt", small_model, SMALL, {})
+    payload = torch.load(path, weights_only=True)
+    payload["provenance"] = {"performance": np.float64(52.7)}
+    torch.save(payload, path, _use_new_zipfile_serialization=False)
+    assert load_checkpoint(path).provenance["performance"] == pytest.approx(52.7)
