@@ -133,15 +133,14 @@ def _inside(joints2d: np.ndarray, mask: np.ndarray, width: int, height: int) -> 
     return finite & within.all(axis=1)
 
 
-def _frames(
-    sequence: Path, camera: int
-) -> tuple[list[ImageRef], int, int, float | None, list[Path]]:
-    """Frame references of one camera: video first, else extracted JPEGs."""
+def _frames(sequence: Path, camera: int) -> tuple[list[ImageRef], int, int, list[Path]]:
+    """(frame references, width, height, source files) of one camera: the video first,
+    else the extracted JPEGs."""
     video = sequence / "imageSequence" / f"video_{camera}.avi"
     if video.is_file():
         info = probe_video(video)
         refs = [ImageRef(path=str(video), frame=k) for k in range(info.frames)]
-        return refs, info.width, info.height, info.fps, [video]
+        return refs, info.width, info.height, [video]
     folder = sequence / f"video_{camera}"
     images = sorted(folder.glob("*.jpg"))
     if not images:
@@ -150,69 +149,75 @@ def _frames(
     if first is None:
         raise FormatError(f"{images[0]}: image cannot be decoded (field: frames)")
     height, width = first.shape[:2]
-    return [ImageRef(path=str(p)) for p in images], width, height, None, images
+    return [ImageRef(path=str(p)) for p in images], width, height, images
+
+
+@dataclass
+class _Track:
+    """One camera's (train) or one sequence's (test) annotated frames, before segmenting."""
+
+    key: str
+    split: str
+    joints2d: np.ndarray
+    mask2d: np.ndarray
+    joints3d: np.ndarray
+    mask3d: np.ndarray
+    images: list[ImageRef]
+    frame_numbers: np.ndarray
+    valid: np.ndarray
+    size: tuple[int, int]
+    fps: float
+    crop_scale: float
+    content_hash: str
+    camera: dict[str, np.ndarray] | None
+    source: Path
 
 
 def _records(
-    key: str,
-    split: str,
-    joints2d: np.ndarray,
-    joints3d: np.ndarray,
-    mask2d: np.ndarray,
-    mask3d: np.ndarray,
-    images: list[ImageRef],
-    frame_numbers: np.ndarray,
-    valid: np.ndarray,
-    size: tuple[int, int],
-    fps: float,
-    crop_scale: float,
-    content_hash: str,
-    camera: dict[str, np.ndarray] | None,
-    rules: Mpii3dRules,
-    source: Path,
-    quarantine: Quarantine | None,
+    track: _Track, rules: Mpii3dRules, quarantine: Quarantine | None
 ) -> Iterator[SequenceRecord]:
-    """Split a camera's frames into in-image segments and build one record per segment."""
-    keep = _inside(joints2d, mask2d, *size) & np.isfinite(joints3d[:, mask3d]).all(axis=(1, 2))
+    """Split a track into in-image segments and build one record per usable segment."""
+    keep = _inside(track.joints2d, track.mask2d, *track.size)
+    keep &= np.isfinite(track.joints3d[:, track.mask3d]).all(axis=(1, 2))
     dropped = np.flatnonzero(~keep)
     if dropped.size and quarantine is not None:
         quarantine.add(
-            f"{DATASET}/{split}/{key}", source, "annot2",
+            f"{DATASET}/{track.split}/{track.key}", track.source, "annot2",
             f"{dropped.size} frame(s) with a joint outside the image or NaN dropped "
             f"(rows {dropped[:10].tolist()}...); segments split there",
         )  # fmt: skip
     for number, rows in enumerate(_segments(keep)):
-        name = f"{key}_seg{number}"
+        name = f"{track.key}_seg{number}"
         if rows.size < rules.min_length:
             if quarantine is not None:
                 quarantine.add(
-                    f"{DATASET}/{split}/{name}", source, "frames",
+                    f"{DATASET}/{track.split}/{name}", track.source, "frames",
                     f"segment of {rows.size} frames is shorter than {rules.min_length}",
                 )  # fmt: skip
             continue
-        j2d = joints2d[rows].astype(np.float32)
-        j3d = joints3d[rows] - joints3d[rows, _PELVIS : _PELVIS + 1]
-        j3d[:, ~mask3d] = 0.0
-        validity = np.broadcast_to(mask3d, (rows.size, 49))[..., None]
-        bbox = np.stack([extent_bbox(frame[mask2d, :2], rules.bbox_enlarge) for frame in j2d])
+        j2d = track.joints2d[rows].astype(np.float32)
+        j3d = track.joints3d[rows] - track.joints3d[rows, _PELVIS : _PELVIS + 1]
+        j3d[:, ~track.mask3d] = 0.0
+        validity = np.broadcast_to(track.mask3d, (rows.size, 49))[..., None]
+        bbox = np.stack([extent_bbox(frame[track.mask2d, :2], rules.bbox_enlarge) for frame in j2d])
         record = SequenceRecord(
             dataset=DATASET,
-            split=split,
+            split=track.split,
             name=name,
             person_id=0,
-            fps=fps,
-            images=[images[r] for r in rows],
-            frame_index=frame_numbers[rows].astype(np.int64),
+            fps=track.fps,
+            images=[track.images[r] for r in rows],
+            frame_index=track.frame_numbers[rows].astype(np.int64),
             joints2d=j2d,
             joints3d=np.concatenate([j3d, validity], axis=2).astype(np.float32),
             pose=np.zeros((rows.size, 72), np.float32),
             shape=np.zeros((rows.size, 10), np.float32),
             has_smpl=np.zeros(rows.size, bool),
             bbox=bbox,
-            valid=valid[rows].astype(bool),
-            content_hash=content_hash,
-            camera=camera,
-            crop_scale=crop_scale,
+            valid=track.valid[rows].astype(bool),
+            content_hash=track.content_hash,
+            camera=track.camera,
+            crop_scale=track.crop_scale,
         )
         record.check()
         yield record
@@ -263,7 +268,7 @@ def _read_train(
                 try:
                     annot2 = _cell(annot, "annot2", camera, 56, annot_path)
                     annot3 = _cell(annot, "annot3", camera, 84, annot_path)
-                    images, width, height, _, sources = _frames(sequence, camera)
+                    images, width, height, sources = _frames(sequence, camera)
                 except (FormatError, MissingFileError) as exc:
                     _reject(quarantine, f"{DATASET}/train/{key}", annot_path, "camera", str(exc))
                     continue
@@ -290,13 +295,14 @@ def _read_train(
                     else np.arange(count, dtype=np.int64)
                 )
                 calib = cameras.get(camera)
-                yield from _records(
-                    key, "train", joints2d, joints3d, mask2d, mask3d, images[:count], numbers,
+                track = _Track(
+                    key, "train", joints2d, mask2d, joints3d, mask3d, images[:count], numbers,
                     np.ones(count, bool), (width, height), fps, rules.train_crop_scale,
                     hash_files([annot_path, calibration_path], extra=_fingerprint(sources)),
                     None if calib is None else {k: calib[k] for k in ("K", "R", "t")},
-                    rules, annot_path, quarantine,
+                    annot_path,
                 )  # fmt: skip
+                yield from _records(track, rules, quarantine)
 
 
 def _fingerprint(paths: list[Path]) -> bytes:
@@ -364,13 +370,14 @@ def _read_test(
         joints2d, mask2d = _to_spin(annot2, "mpii3d_test", True)
         joints3d, mask3d = _to_spin(annot3 / 1000.0, "mpii3d_test", False)
         joints2d[~present] = np.nan  # a missing image drops its frame like an outside joint
-        yield from _records(
-            key, split, joints2d, joints3d, mask2d, mask3d,
+        track = _Track(
+            key, split, joints2d, mask2d, joints3d, mask3d,
             [ImageRef(path=str(p)) for p in images], np.arange(count), valid, (width, height),
             rules.test_fps, rules.test_crop_scale,
             hash_files([path], extra=_fingerprint([p for p in images if p.is_file()][:1])),
-            None, rules, path, quarantine,
+            None, path,
         )  # fmt: skip
+        yield from _records(track, rules, quarantine)
 
 
 def read_mpii3d(
