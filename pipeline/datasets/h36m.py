@@ -31,6 +31,7 @@ import numpy as np
 
 from pipeline.bbox import smooth_bbox
 from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord
+from pipeline.datasets.skips import reject, reject_error
 from pipeline.datasets.video import probe_video
 from pipeline.joints import SPIN_INDEX, to_spin49
 from storage.errors import FormatError, MissingFileError
@@ -59,14 +60,6 @@ class H36mRules:
     bbox_sigma: float = 8.0
     crop_scale: float = 1.0
     min_length: int = SEQLEN
-
-
-def _reject(
-    quarantine: Quarantine | None, key: str, file: Path, field_name: str, reason: str
-) -> None:
-    if quarantine is None:
-        raise FormatError(f"{file}: field {field_name}: {reason}")
-    quarantine.add(key, file, field_name, reason)
 
 
 def _load_json(path: Path) -> dict:
@@ -162,6 +155,33 @@ def _smpl(
     return pose, shape, has
 
 
+def _camera_params(
+    cameras: dict, cam: str, path: Path
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(R, t mm, f, c) of camera `cam` in a `Human36M_subject{S}_camera.json`."""
+    if not isinstance(cameras.get(cam), dict):
+        raise FormatError(f"{path}: field {cam} (camera) is missing")
+    params = cameras[cam]
+    return (
+        _array(params.get("R"), (3, 3), path, f"{cam}/R"),
+        _array(params.get("t"), (3,), path, f"{cam}/t"),
+        _array(params.get("f"), (2,), path, f"{cam}/f"),
+        _array(params.get("c"), (2,), path, f"{cam}/c"),
+    )
+
+
+def _world_joints(
+    joints: dict, act: str, subact: str, numbers: list[int], path: Path
+) -> np.ndarray:
+    """(N, 17, 3) world joints in mm of the given 0-based frames; NaN where a frame has none."""
+    table = joints.get(act, {}).get(subact, {})
+    world = np.full((len(numbers), 17, 3), np.nan)
+    for row, number in enumerate(numbers):
+        if str(number) in table:
+            world[row] = _array(table[str(number)], (17, 3), path, f"{act}/{subact}/{number}")
+    return world
+
+
 def _read_json(
     root: Path, split: str, rules: H36mRules, quarantine: Quarantine | None
 ) -> Iterator[SequenceRecord]:
@@ -188,34 +208,21 @@ def _read_json(
                 continue
             key = f"{folder.name}"
             try:
-                params = cameras[cam]
-                rotation = _array(params.get("R"), (3, 3), camera_path, f"{cam}/R")
-                translation = _array(params.get("t"), (3,), camera_path, f"{cam}/t")
-                focal = _array(params.get("f"), (2,), camera_path, f"{cam}/f")
-                centre = _array(params.get("c"), (2,), camera_path, f"{cam}/c")
-            except KeyError:
-                _reject(quarantine, f"{DATASET}/{split}/{key}", camera_path, cam, "camera missing")
-                continue
+                rotation, translation, focal, centre = _camera_params(cameras, cam, camera_path)
             except FormatError as exc:
-                _reject(quarantine, f"{DATASET}/{split}/{key}", camera_path, cam, str(exc))
+                reject_error(quarantine, f"{DATASET}/{split}/{key}", camera_path, cam, exc)
                 continue
             files = sorted(folder.glob("*.jpg"))[:: rules.step]
             numbers = [int(p.stem.rsplit("_", 1)[-1]) - 1 for p in files]
-            table = joints.get(act, {}).get(subact, {})
-            world = np.full((len(numbers), 17, 3), np.nan)
             try:
-                for row, number in enumerate(numbers):
-                    if str(number) in table:
-                        world[row] = _array(
-                            table[str(number)], (17, 3), joints_path, f"{act}/{subact}/{number}"
-                        )
+                world = _world_joints(joints, act, subact, numbers, joints_path)
             except FormatError as exc:
-                _reject(quarantine, f"{DATASET}/{split}/{key}", joints_path, "joint_3d", str(exc))
+                reject_error(quarantine, f"{DATASET}/{split}/{key}", joints_path, "joint_3d", exc)
                 continue
             present = np.isfinite(world).all(axis=(1, 2))
             if not present.all():
                 lost = [numbers[i] for i in np.flatnonzero(~present)]
-                _reject(quarantine, f"{DATASET}/{split}/{key}", joints_path, f"{act}/{subact}",
+                reject(quarantine, f"{DATASET}/{split}/{key}", joints_path, f"{act}/{subact}",
                         f"no joints or NaN joints for frames {lost[:10]}; "
                         "the sequence is split there")  # fmt: skip
             intrinsic = np.array([[focal[0], 0, centre[0]], [0, focal[1], centre[1]], [0, 0, 1]])
@@ -240,7 +247,11 @@ def _read_json(
                 digest.update(translation.tobytes())
                 for path in run_files:
                     digest.update(f"{path.name}:{path.stat().st_size};".encode())
-                pose, shape, has = _smpl(smpl_table, act, subact, cam, run_numbers, smpl_path)
+                try:
+                    pose, shape, has = _smpl(smpl_table, act, subact, cam, run_numbers, smpl_path)
+                except FormatError as exc:
+                    reject_error(quarantine, f"{DATASET}/{split}/{name}", smpl_path, "pose", exc)
+                    continue
                 record = _build(
                     name, split, pixels, camera_mm / 1000.0, "h36m_moon",
                     [ImageRef(path=str(p)) for p in run_files], np.asarray(run_numbers), rules,
@@ -287,10 +298,10 @@ def _read_raw(
                 joints2d = _pose(path2d, 64)[:, H36M_RAW_TO_17]
                 info = probe_video(video)
             except (FormatError, MissingFileError) as exc:
-                _reject(quarantine, f"{DATASET}/{split}/{key}", path3d, "Pose", str(exc))
+                reject_error(quarantine, f"{DATASET}/{split}/{key}", path3d, "Pose", exc)
                 continue
             if len(joints2d) != len(joints3d):
-                _reject(quarantine, f"{DATASET}/{split}/{key}", path2d, "Pose",
+                reject(quarantine, f"{DATASET}/{split}/{key}", path2d, "Pose",
                         f"{len(joints2d)} frames but D3_Positions_mono has {len(joints3d)}")  # fmt: skip
                 continue
             count = min(len(joints3d), info.frames)
@@ -307,7 +318,7 @@ def _read_raw(
                 axis=(1, 2)
             )
             if not finite.all():
-                _reject(quarantine, f"{DATASET}/{split}/{key}", path3d, "Pose",
+                reject(quarantine, f"{DATASET}/{split}/{key}", path3d, "Pose",
                         f"NaN coordinates in frames {rows[~finite][:10].tolist()}")  # fmt: skip
                 continue
             if rows.size < rules.min_length:

@@ -26,6 +26,7 @@ import scipy.io
 
 from pipeline.bbox import extent_bbox
 from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord, hash_files
+from pipeline.datasets.skips import reject, reject_error
 from pipeline.datasets.video import probe_video
 from pipeline.joints import SPIN_INDEX, to_spin49
 from storage.errors import FormatError, MissingFileError
@@ -51,13 +52,6 @@ class Mpii3dRules:
     """Segments shorter than this cannot fill one window and are recorded as skipped."""
     test_fps: float = 25.0
     """Not stated by the sources for the test set."""
-
-
-def _reject(quarantine: Quarantine | None, key: str, file: Path, field: str, reason: str) -> None:
-    """A problem that loses data: an error without a quarantine, a recorded skip with one."""
-    if quarantine is None:
-        raise FormatError(f"{file}: field {field}: {reason}")
-    quarantine.add(key, file, field, reason)
 
 
 def read_calibration(path: Path) -> dict[int, dict[str, np.ndarray]]:
@@ -256,7 +250,7 @@ def _read_train(
             try:
                 annot = scipy.io.loadmat(str(annot_path))
             except (OSError, ValueError, TypeError) as exc:
-                _reject(quarantine, f"{DATASET}/train/{seq_key}", annot_path, "annot.mat",
+                reject(quarantine, f"{DATASET}/train/{seq_key}", annot_path, "annot.mat",
                         f"cannot be read as MATLAB v5: {exc}")  # fmt: skip
                 continue
             calibration_path = sequence / "camera.calibration"
@@ -270,10 +264,10 @@ def _read_train(
                     annot3 = _cell(annot, "annot3", camera, 84, annot_path)
                     images, width, height, sources = _frames(sequence, camera)
                 except (FormatError, MissingFileError) as exc:
-                    _reject(quarantine, f"{DATASET}/train/{key}", annot_path, "camera", str(exc))
+                    reject_error(quarantine, f"{DATASET}/train/{key}", annot_path, "camera", exc)
                     continue
                 if annot2.shape[0] != annot3.shape[0]:
-                    _reject(quarantine, f"{DATASET}/train/{key}", annot_path, "annot3",
+                    reject(quarantine, f"{DATASET}/train/{key}", annot_path, "annot3",
                             f"{annot3.shape[0]} rows but annot2 has {annot2.shape[0]}")  # fmt: skip
                     continue
                 count = min(annot2.shape[0], len(images))
@@ -346,17 +340,17 @@ def _read_test(
                 annot3 = _dataset(handle, "univ_annot3", (1, 17, 3), path)[:, 0]
                 valid = _dataset(handle, "valid_frame", (1,), path)[:, 0] > 0
         except (OSError, FormatError) as exc:
-            _reject(quarantine, f"{DATASET}/{split}/{key}", path, "annot_data.mat", str(exc))
+            reject_error(quarantine, f"{DATASET}/{split}/{key}", path, "annot_data.mat", exc)
             continue
         count = annot2.shape[0]
         if annot3.shape[0] != count or valid.shape[0] != count:
-            _reject(quarantine, f"{DATASET}/{split}/{key}", path, "univ_annot3",
+            reject(quarantine, f"{DATASET}/{split}/{key}", path, "univ_annot3",
                     "annot2, univ_annot3 and valid_frame differ in frame count")  # fmt: skip
             continue
         images = [folder / "imageSequence" / f"img_{i + 1:06d}.jpg" for i in range(count)]
         present = np.array([p.is_file() for p in images])
         if not present.any():
-            _reject(quarantine, f"{DATASET}/{split}/{key}", folder, "imageSequence",
+            reject(quarantine, f"{DATASET}/{split}/{key}", folder, "imageSequence",
                     "no img_%06d.jpg frame found")  # fmt: skip
             continue
         first = images[int(np.flatnonzero(present)[0])]

@@ -13,7 +13,7 @@ from pipeline.datasets.h36m import H36mRules, read_h36m
 from pipeline.datasets.records import Quarantine
 from pipeline.sample import actor
 from pipeline.sample.h36m import write_h36m
-from storage.errors import FormatError
+from storage.errors import FormatError, MissingFileError
 from storage.layout import SPIN_JOINT_NAMES
 
 SPIN = {name: i for i, name in enumerate(SPIN_JOINT_NAMES)}
@@ -183,10 +183,31 @@ def test_missing_and_corrupt_cdf(sample: dict, tmp_path: Path) -> None:
     features = root / "S1" / "MyPoseFeatures"
     (features / "D2_Positions" / "Walking 1.54138969.cdf").unlink()
     (features / "D3_Positions_mono" / "Walking 1.55011271.cdf").write_bytes(b"\x00" * 64)
-    with pytest.raises(FormatError, match="D2_Positions file is missing"):
+    with pytest.raises(MissingFileError, match="D2_Positions file is missing"):
         list(read_h36m(root, "train", rules=RAW))
     quarantine = Quarantine()
     names = [r.name for r in read_h36m(root, "train", quarantine, RAW)]
     assert names == ["S1_Walking_1.58860488", "S1_Walking_1.60457274"]
     assert {s.field for s in quarantine.skips} == {"Pose"}
     assert "cannot be read" in quarantine.skips[1].reason
+
+
+def test_missing_camera_and_misshaped_smpl_are_recorded(sample: dict, tmp_path: Path) -> None:
+    root = _copy(sample["dir"], tmp_path)
+    camera_path = root / "annotations" / "Human36M_subject1_camera.json"
+    cameras = json.loads(camera_path.read_text())
+    del cameras["4"]
+    camera_path.write_text(json.dumps(cameras))
+    smpl_path = root / "annotations" / "Human36M_subject1_SMPL_NeuralAnnot.json"
+    smpl = json.loads(smpl_path.read_text())
+    smpl["2"]["1"]["4"]["1"]["pose"] = [0.0] * 69
+    smpl_path.write_text(json.dumps(smpl))
+    with pytest.raises(FormatError, match=r"field 2/1/4/1/pose has shape \(69,\)"):
+        list(read_h36m(root, "train"))
+    quarantine = Quarantine()
+    assert list(read_h36m(root, "train", quarantine)) == []
+    assert [(s.key.rsplit("/", 1)[-1], s.field) for s in quarantine.skips] == [
+        ("s_01_act_02_subact_01_ca_01", "pose"),
+        ("s_01_act_02_subact_01_ca_04", "4"),
+    ]
+    assert "field 4 (camera) is missing" in quarantine.skips[1].reason
