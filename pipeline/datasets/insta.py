@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord
+from pipeline.datasets.skips import reject_error
 from pipeline.datasets.tfrecord import Feature, FramingError, iter_records, parse_example
 from pipeline.joints import to_spin49
 from storage.errors import FormatError, MissingFileError
@@ -126,15 +127,11 @@ def read_insta(
                 try:
                     record = _record(path, index, payload, split)
                 except FormatError as exc:
-                    if quarantine is None:
-                        raise
                     key = f"{DATASET}/{split}/{path.name}-{index}"
-                    quarantine.add(key, path, "example", str(exc))
+                    reject_error(quarantine, key, path, "example", exc)
                     continue
                 record.check()
                 yield record
         except FramingError as exc:
-            if quarantine is None:
-                raise
             key = f"{DATASET}/{split}/{path.name}-{index + 1}.."
-            quarantine.add(key, path, "record framing", str(exc))
+            reject_error(quarantine, key, path, "record framing", exc)
