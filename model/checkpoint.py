@@ -57,6 +57,10 @@ def _torch_load(path: Path) -> Any:
         ) from error
 
 
+def _describe(value: Any) -> str:
+    return str(tuple(value.shape)) if isinstance(value, Tensor) else type(value).__name__
+
+
 def _check_against(
     state: dict[str, Tensor], expected: dict[str, Tensor], path: Path, what: str
 ) -> None:
@@ -64,7 +68,7 @@ def _check_against(
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     misshaped = sorted(
-        f"{key} {tuple(state[key].shape)} != {tuple(expected[key].shape)}"
+        f"{key} {_describe(state[key])} != {tuple(expected[key].shape)}"
         for key in set(state) & set(expected)
         if not isinstance(state[key], Tensor) or state[key].shape != expected[key].shape
     )
@@ -96,6 +100,8 @@ def _official_weights(checkpoint: Any, path: Path, config: ModelConfig) -> dict[
             f"checkpoint {path}: field 'gen_state_dict' missing (found {keys}); "
             "is this an official TCMR checkpoint?"
         )
+    if not isinstance(checkpoint["gen_state_dict"], dict):
+        raise FormatError(f"checkpoint {path}: field 'gen_state_dict' is not a dict of tensors")
     state = {
         key: value
         for key, value in checkpoint["gen_state_dict"].items()
@@ -179,7 +185,9 @@ def _our_checkpoint(payload: Any, path: Path) -> Checkpoint:
         config = ModelConfig.from_dict(payload["config"])
     except FormatError as error:
         raise FormatError(f"checkpoint {path}: field 'config': {error}") from error
-    state = payload["state_dict"]
+    state = payload.get("state_dict")
+    if not isinstance(state, dict):
+        raise FormatError(f"checkpoint {path}: field 'state_dict' is not a dict of tensors")
     _check_against(state, _template(config), path, "field 'state_dict'")
     return Checkpoint(state, config, payload["provenance"], payload.get("extra", {}))
 

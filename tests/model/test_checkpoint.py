@@ -260,3 +260,12 @@ def test_legacy_torch_format_with_numpy_scalars_loads(small_model: TCMR, tmp_pat
     payload["provenance"] = {"performance": np.float64(52.7)}
     torch.save(payload, path, _use_new_zipfile_serialization=False)
     assert load_checkpoint(path).provenance["performance"] == pytest.approx(52.7)
+
+
+def test_non_tensor_weight_is_named(small_model: TCMR, tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "ck.pt", small_model, SMALL, {})
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"]["encoder.linear_cur.bias"] = 3
+    torch.save(payload, path)
+    with pytest.raises(FormatError, match=r"encoder\.linear_cur\.bias int != \(2048,\)"):
+        load_checkpoint(path)
