@@ -79,6 +79,12 @@ def _record(path: Path, index: int, payload: bytes, split: str) -> SequenceRecor
     if frames < 1:
         raise FormatError(f"{where}: field meta/N is {frames}")
     jpegs = _need(features, "image/encoded", frames, where)
+    if "image/heightwidths" in features:
+        sizes = np.asarray(_need(features, "image/heightwidths", 2 * frames, where))
+        if (sizes != CROP).any():
+            raise FormatError(
+                f"{where}: field image/heightwidths: stored images are not {CROP}x{CROP} crops"
+            )
     keypoints = _keypoints(features, frames, where)
     images = []
     for frame, data in enumerate(jpegs):

@@ -5,6 +5,7 @@ import struct
 from pathlib import Path
 
 import crc32c
+import cv2
 import numpy as np
 import pytest
 from tfrecord import example_pb2
@@ -113,19 +114,34 @@ def test_truncated_file_names_the_offset(insta: dict, tmp_path: Path) -> None:
     assert offsets == [0]
 
 
-def test_example_missing_a_field_is_reported_by_name(tmp_path: Path) -> None:
-    example = example_pb2.Example()
-    example.features.feature["meta/N"].int64_list.value.append(2)
-    payload = example.SerializeToString()
+def _write_record(path: Path, payload: bytes) -> None:
+    """A one-record TFRecord file, framed from the spec."""
     length = struct.pack("<Q", len(payload))
-    folder = tmp_path / "train"
-    folder.mkdir()
-    (folder / "bad.tfrecord").write_bytes(
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
         length + struct.pack("<I", masked_crc32c(length)) + payload
         + struct.pack("<I", masked_crc32c(payload))
     )  # fmt: skip
+
+
+def test_example_missing_a_field_is_reported_by_name(tmp_path: Path) -> None:
+    example = example_pb2.Example()
+    example.features.feature["meta/N"].int64_list.value.append(2)
+    _write_record(tmp_path / "train" / "bad.tfrecord", example.SerializeToString())
     with pytest.raises(FormatError, match="field image/encoded is missing"):
         list(read_insta(tmp_path, "train"))
     quarantine = Quarantine()
     assert list(read_insta(tmp_path, "train", quarantine)) == []
     assert "image/encoded" in quarantine.skips[0].reason
+
+
+def test_stored_images_must_be_224_crops(tmp_path: Path) -> None:
+    example = example_pb2.Example()
+    feature = example.features.feature
+    feature["meta/N"].int64_list.value.append(1)
+    feature["image/heightwidths"].int64_list.value.extend([480, 640])
+    _, jpeg = cv2.imencode(".jpg", np.zeros((480, 640, 3), np.uint8))
+    feature["image/encoded"].bytes_list.value.append(jpeg.tobytes())
+    _write_record(tmp_path / "train" / "big.tfrecord", example.SerializeToString())
+    with pytest.raises(FormatError, match="field image/heightwidths"):
+        list(read_insta(tmp_path, "train"))
