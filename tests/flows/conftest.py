@@ -167,3 +167,72 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
             process.kill()
         assert not survivors, f"processes outlived the server: {described}"
         shutil.rmtree(home, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class DaskCluster:
+    """A local Dask cluster of worker processes: one advertises a GPU resource, one does not."""
+
+    address: str
+    gpu_worker: str
+    cpu_worker: str
+
+
+@pytest.fixture
+def dask_cluster(
+    prefect_server: PrefectServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[DaskCluster]:
+    """Worker processes that report to the real server (never ephemeral ones, which orphan).
+
+    Teardown closes the cluster and fails if any process started under it is still alive.
+    """
+    from distributed import Nanny, Scheduler, SpecCluster
+
+    marker = f"dask-{free_port()}-{os.getpid()}"
+    monkeypatch.setenv("TCMR_TEST_PROCESS_MARKER", marker)
+    monkeypatch.setenv("PREFECT_API_URL", prefect_server.api_url)
+    monkeypatch.setenv("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "false")
+    worker = {"nthreads": 1, "dashboard_address": None}
+    cluster = SpecCluster(
+        scheduler={"cls": Scheduler, "options": {"dashboard_address": None}},
+        workers={
+            "gpu": {"cls": Nanny, "options": {**worker, "resources": {"GPU": 1}}},
+            "cpu": {"cls": Nanny, "options": worker},
+        },
+        asynchronous=False,
+    )
+    try:
+        info = cluster.scheduler_info["workers"]
+        by_name = {str(w["name"]): address for address, w in info.items()}
+        yield DaskCluster(cluster.scheduler_address, by_name["gpu"], by_name["cpu"])
+    finally:
+        cluster.close()
+        deadline = time.monotonic() + 20
+        while (left := marked_processes(marker)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        described = [f"{p.pid}: {' '.join(p.cmdline())}" for p in left]
+        for process in left:
+            process.kill()
+        assert not left, f"processes outlived the Dask cluster: {described}"
+
+
+def marked_processes(marker: str) -> list[psutil.Process]:
+    """Live processes whose environment carries `marker`, except this one and its own
+    multiprocessing resource tracker (which lives as long as this process does)."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if (
+                process.pid == os.getpid()
+                or process.status() == psutil.STATUS_ZOMBIE
+                or process.environ().get("TCMR_TEST_PROCESS_MARKER") != marker
+            ):
+                continue
+            own_tracker = process.ppid() == os.getpid() and any(
+                "resource_tracker" in part for part in process.cmdline()
+            )
+            if not own_tracker:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
