@@ -296,6 +296,12 @@ def run_extraction(
             if is_done(record):
                 summary.reused_sequences += 1
                 continue
+            try:
+                record.check()
+            except ValueError as error:
+                source = record.images[0].path if len(record) else ""
+                quarantine.add(record.key, source, "record", str(error))
+                continue
             if len(record) == 0:
                 quarantine.add(record.key, "", "images", "sequence has no frames")
                 continue

@@ -22,6 +22,7 @@ from pipeline.features import (
     ExtractionSummary,
     FrameError,
     extract_to_store,
+    run_extraction,
     sequence_crops,
 )
 from pipeline.occlusion import frame_rng, occlude, procedural_occluders
@@ -250,3 +251,22 @@ def test_degenerate_bbox_fails_the_frame(tmp_path: Path) -> None:
     with pytest.raises(FrameError, match="frame 1") as caught:
         sequence_crops(record, 0, 2, CropSettings())
     assert caught.value.path == record.images[1].path
+
+
+def test_malformed_record_is_quarantined_and_the_rest_extracted(tmp_path: Path) -> None:
+    good = image_sequence(tmp_path, "good", 2, seed=1)
+    broken = image_sequence(tmp_path, "broken", 2, seed=2)
+    broken.bbox = broken.bbox[:1]
+    # A small real network stands in for the ResNet-50: this test is about the engine's flow.
+    tiny = torch.nn.Sequential(
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 2048)
+    )
+    sunk: dict[str, np.ndarray] = {}
+    summary = run_extraction(
+        [broken, good], tiny, lambda record, features: sunk.__setitem__(record.name, features),
+        lambda record: False, CropSettings(), batch_size=3, num_decode_threads=2, progress=False,
+    )  # fmt: skip
+    assert list(sunk) == ["good"] and sunk["good"].shape == (2, 2048)
+    assert sunk["good"].dtype == np.float16
+    (skip,) = summary.skipped
+    assert skip.key == broken.key and skip.field == "record" and "bbox" in skip.reason
