@@ -9,7 +9,8 @@ World joints become camera joints by `R X + t` and pixels by the pinhole f, c.
 `source="raw"` (§6a): `S{n}/MyPoseFeatures/D3_Positions_mono/<Action>.<cam>.cdf`
 (camera-frame mm) and `D2_Positions/<Action>.<cam>.cdf` (px), 32 joints each, of which
 SPIN's 17 (`H36M_RAW_TO_17`, VIBE h36m order, named left/right by the skeleton itself)
-are kept; frames are `Videos/<Action>.<cam>.mp4`; `_ALL` files are skipped.
+are kept; frames are `Videos/<Action>.<cam>.mp4`; `_ALL` files are skipped; the
+camera intrinsics are fitted to the 3D/2D pairs (`metadata.xml` is not decoded).
 
 Official TCMR rules as defaults: train subjects 1, 5, 6, 7, 8, test 9, 11; every 2nd frame
 (50 -> 25 fps); 3D in metres root-relative at the pelvis; 2D confidence 1; smoothed bbox
@@ -274,6 +275,31 @@ def _pose(path: Path, width: int) -> np.ndarray:
     return data.reshape(len(data), 32, width // 32)
 
 
+def _fit_camera(camera_mm: np.ndarray, pixels: np.ndarray) -> dict[str, np.ndarray] | None:
+    """Pinhole intrinsics fitted to the D3_Positions_mono / D2_Positions pairs.
+
+    The release encodes its calibration in `metadata.xml`; the camera-frame 3D joints and
+    their pixels determine fx, fy, cx, cy (least squares of u = fx x/z + cx, v = fy y/z + cy)
+    without it. Poses are already in the camera frame, so R = I and t = 0. None when the
+    points cannot determine a camera (e.g. a joint at depth 0).
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        normalised = (camera_mm[..., :2] / camera_mm[..., 2:3]).reshape(-1, 2)
+    if not np.isfinite(normalised).all() or np.ptp(normalised, axis=0).min() <= 0:
+        return None
+    flat = pixels.reshape(-1, 2)
+    intrinsic = np.eye(3)
+    for axis in range(2):
+        design = np.stack([normalised[:, axis], np.ones(len(flat))], axis=1)
+        (focal, centre), *_ = np.linalg.lstsq(design, flat[:, axis], rcond=None)
+        intrinsic[axis, axis], intrinsic[axis, 2] = focal, centre
+    return {
+        "K": intrinsic.astype(np.float32),
+        "R": np.eye(3, dtype=np.float32),
+        "t": np.zeros(3, dtype=np.float32),
+    }
+
+
 def _read_raw(
     root: Path, split: str, rules: H36mRules, quarantine: Quarantine | None
 ) -> Iterator[SequenceRecord]:
@@ -332,7 +358,7 @@ def _read_raw(
             record = _build(
                 key, split, joints2d[rows], joints3d[rows] / 1000.0, "h36m",
                 [ImageRef(path=str(video), frame=int(r)) for r in rows], rows, rules,
-                digest.hexdigest(), None, None, None, None,
+                digest.hexdigest(), _fit_camera(joints3d[rows], joints2d[rows]), None, None, None,
             )  # fmt: skip
             record.check()
             yield record

@@ -116,6 +116,9 @@ def test_raw_source_reads_cdf_and_video_frames_and_skips_all(sample: dict) -> No
     _check_planted(record, truth["camera_mm"], truth["pixels"])
     moon = next(r for r in read_h36m(sample["dir"], "train") if r.name.endswith("ca_04"))
     np.testing.assert_allclose(record.joints3d, moon.joints3d, atol=1e-5)
+    # intrinsics fitted to the D3_Positions_mono / D2_Positions pairs match the planted camera
+    np.testing.assert_allclose(record.camera["K"], moon.camera["K"], rtol=1e-4)
+    np.testing.assert_array_equal(record.camera["t"], [0, 0, 0])
 
 
 def _copy(source: Path, tmp_path: Path) -> Path:
