@@ -7,6 +7,7 @@ The submodules are named `encoder` and `regressor` so official `gen_state_dict` 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from torch import Tensor, nn
@@ -31,6 +32,13 @@ class TCMR(nn.Module):
 
     def set_smpl(self, smpl: SMPL) -> TCMR:
         self._smpl = [smpl]
+        return self
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> TCMR:
+        """`.to()`/`.cuda()` move the attached SMPL too, though it is not a submodule."""
+        super()._apply(fn, recurse)
+        for smpl in self._smpl:
+            smpl._apply(fn, recurse)
         return self
 
     @property

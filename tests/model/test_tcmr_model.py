@@ -98,3 +98,14 @@ def test_forward_without_smpl_says_how_to_attach_one(base_data: Path) -> None:
     model = TCMR(ModelConfig(**SMALL), base_data / "smpl_mean_params.npz").eval()
     with pytest.raises(RuntimeError, match="set_smpl"):
         model(torch.randn(1, 16, 2048))
+
+
+def test_to_moves_the_attached_smpl_without_adopting_it(base_data: Path) -> None:
+    from model.smpl import SMPL
+
+    own = SMPL(base_data / "SMPL_NEUTRAL.pkl", base_data / "J_regressor_extra.npy")
+    model = TCMR(ModelConfig(**SMALL), base_data / "smpl_mean_params.npz").set_smpl(own)
+    model.to(torch.float64)
+    assert model.regressor.fc1.weight.dtype == torch.float64
+    assert own.v_template.dtype == torch.float64
+    assert len(model.state_dict()) == len(TCMR(ModelConfig(**SMALL), ZERO_MEAN).state_dict())
