@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from pipeline.datasets.mpii3d import read_calibration, read_mpii3d
+from pipeline.datasets.mpii3d import Mpii3dRules, read_calibration, read_mpii3d
 from pipeline.datasets.records import Quarantine
 from pipeline.sample import actor
 from pipeline.sample.mpii3d import OUTSIDE, TEST_OUTSIDE_FRAME, write_mpii3d
@@ -183,3 +183,16 @@ def test_corrupt_test_annotation_is_a_recorded_skip(sample: dict, tmp_path: Path
     quarantine = Quarantine()
     assert list(read_mpii3d(root, "test", quarantine)) == []
     assert quarantine.skips[0].field == "annot_data.mat"
+
+
+def test_fifty_fps_sequences_and_camera_choice(sample: dict, tmp_path: Path) -> None:
+    root = _copy(sample, tmp_path)
+    (root / "S2").rename(root / "S3")  # S3 Seq1 was recorded at 50 fps
+    rules = Mpii3dRules(cameras=(0, 8))
+    records = list(read_mpii3d(root, "train", Quarantine(), rules))
+    assert [(r.name, r.fps) for r in records] == [
+        ("subj1_seq1_vid0_seg0", 25.0), ("subj1_seq1_vid0_seg1", 25.0),
+        ("subj1_seq1_vid8_seg0", 25.0), ("subj3_seq1_vid0_seg0", 50.0),
+        ("subj3_seq1_vid8_seg0", 50.0),
+    ]  # fmt: skip
+    np.testing.assert_allclose(records[2].camera["K"], actor.intrinsics(160, 160), rtol=1e-5)
