@@ -113,23 +113,34 @@ def fetch(
     if _already_verified(final, marker_path, url, expected):
         return final
 
-    part = final.with_name(final.name + ".part")
     scheme = urlsplit(url).scheme.lower()
-    if scheme == "file":
-        _copy_local(url, part, progress)
-    elif scheme in {"http", "https"}:
-        _download_http(url, part, progress=progress, attempts=attempts, timeout=timeout)
-    else:
+    if scheme not in {"file", "http", "https"}:
         raise FormatError(f"{url}: unsupported URL scheme {scheme!r} (use http, https or file)")
+    part = final.with_name(final.name + ".part")
+    origin = final.with_name(final.name + ".part.url")
+    if part.exists() and (not origin.is_file() or origin.read_text() != url):
+        part.unlink()  # bytes of another link: never resume from them
+    origin.write_text(url)
+    try:
+        if scheme == "file":
+            _copy_local(url, part, progress)
+        else:
+            _download_http(url, part, progress=progress, attempts=attempts, timeout=timeout)
+    except TcmrError:
+        if not part.exists():
+            origin.unlink()
+        raise
 
     actual = sha256_of(part)
     if expected is not None and actual != expected:
         part.unlink()
+        origin.unlink()
         raise FormatError(
             f"{url}: sha256 mismatch: expected {expected}, got {actual}; the download was discarded"
         )
     size = part.stat().st_size
     os.replace(part, final)
+    origin.unlink()
     _Marker(url=url, sha256=actual, size=size).write(marker_path)
     return final
 
@@ -180,6 +191,8 @@ def _download_http(url: str, part: Path, *, progress: bool, attempts: int, timeo
                 continue
             if error.code == 404:
                 raise MissingFileError(f"{url}: the server answered 404 Not Found") from None
+            if error.code >= 500 and attempt < attempts:
+                continue
             raise DownloadError(f"{url}: the server answered {error.code} {error.reason}") from None
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)

@@ -28,6 +28,8 @@ class Served:
     drop_once: dict[str, int] = field(default_factory=dict)
     """Path -> bytes sent before the connection is cut, on the next request only."""
     ignore_range: set[str] = field(default_factory=set)
+    fail_once: dict[str, int] = field(default_factory=dict)
+    """Path -> HTTP error status answered on the next request only."""
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     base: str = ""
 
@@ -43,6 +45,10 @@ def _handler(served: Served) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             served.requests.append((self.path, self.headers.get("Range")))
             body = served.files.get(self.path.lstrip("/"))
+            status = served.fail_once.pop(self.path.lstrip("/"), None)
+            if status is not None:
+                self.send_error(status)
+                return
             if body is None:
                 self.send_error(404)
                 return
@@ -354,3 +360,26 @@ def test_fetch_and_extract_passes_plain_files_through(server: Served, tmp_path: 
     server.files["J_regressor_h36m.npy"] = b"\x93NUMPY"
     files = fetch_and_extract(server.url("J_regressor_h36m.npy"), tmp_path, progress=False)
     assert files == [tmp_path / "J_regressor_h36m.npy"]
+
+
+def test_a_server_error_is_retried_then_reported(server: Served, tmp_path: Path) -> None:
+    server.files["a.zip"] = IMAGE_ZIP
+    server.fail_once["a.zip"] = 503
+    assert fetch(server.url("a.zip"), tmp_path, progress=False).read_bytes() == IMAGE_ZIP
+    assert len(server.ranges("a.zip")) == 2
+
+    server.fail_once["b.zip"] = 500
+    with pytest.raises(DownloadError, match=re.escape(server.url("b.zip")) + ".*500"):
+        fetch(server.url("b.zip"), tmp_path, progress=False, attempts=1)
+
+
+def test_a_part_left_by_another_link_is_not_resumed(server: Served, tmp_path: Path) -> None:
+    server.files["a.zip"] = IMAGE_ZIP
+    (tmp_path / "a.zip.part").write_bytes(b"bytes from an older mirror")
+    (tmp_path / "a.zip.part.url").write_text("https://old-mirror/a.zip")
+
+    path = fetch(server.url("a.zip"), tmp_path, progress=False)
+
+    assert server.ranges("a.zip") == [None]
+    assert path.read_bytes() == IMAGE_ZIP
+    assert leftovers(tmp_path) == ["a.zip", "a.zip.sha256"]
