@@ -1,0 +1,116 @@
+"""Post-processing baselines on a sequence of SMPL pose rotations (tcmr.md §1.4 Table 5).
+
+Both filters take one sequence's rotation matrices (T, 24, 3, 3) and return filtered ones,
+so any predictions can be smoothed and then evaluated by the same protocol (joints and
+mesh recomputed through SMPL). Shape parameters are left untouched.
+
+- `slerp_average`: MEVA-style average filter. Each frame's quaternion is pulled towards
+  the mid-point (slerp 0.5) of its two neighbours by `ratio` (0.3 in TCMR's `--filter`);
+  the end frames are kept. Our reading of "slerp averaging"; the exact official loop is
+  not in the reference.
+- `one_euro`: the One-Euro filter (Casiez et al., CHI 2012) on sign-continuous unit
+  quaternions, re-normalised after filtering.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from model.geometry import quaternion_to_rotmat, rotmat_to_quaternion
+
+FilterName = Literal["none", "slerp", "one-euro"]
+FILTERS: tuple[str, ...] = ("none", "slerp", "one-euro")
+
+
+def _continuous_quaternions(rotmat: Tensor) -> np.ndarray:
+    """(T,J,3,3) -> (T,J,4) float64 quaternions, signs flipped so neighbours agree (q ~ -q)."""
+    quat = rotmat_to_quaternion(rotmat.double()).numpy()
+    quat /= np.linalg.norm(quat, axis=-1, keepdims=True)
+    for t in range(1, len(quat)):
+        flip = (quat[t] * quat[t - 1]).sum(axis=-1) < 0
+        quat[t, flip] *= -1.0
+    return quat
+
+
+def _to_rotmat(quat: np.ndarray, like: Tensor) -> Tensor:
+    return quaternion_to_rotmat(torch.from_numpy(quat)).to(like.dtype)
+
+
+def slerp(q0: np.ndarray, q1: np.ndarray, t: float | np.ndarray) -> np.ndarray:
+    """Spherical interpolation of unit quaternions (..., 4), the short way round."""
+    dot = (q0 * q1).sum(axis=-1, keepdims=True)
+    q1 = np.where(dot < 0, -q1, q1)
+    dot = np.clip(np.abs(dot), -1.0, 1.0)
+    theta = np.arccos(dot)
+    sin_theta = np.sin(theta)
+    near = sin_theta < 1e-8
+    safe = np.where(near, 1.0, sin_theta)
+    w0 = np.where(near, 1.0 - t, np.sin((1.0 - t) * theta) / safe)
+    w1 = np.where(near, t, np.sin(t * theta) / safe)
+    out = w0 * q0 + w1 * q1
+    return out / np.linalg.norm(out, axis=-1, keepdims=True)
+
+
+def slerp_average(rotmat: Tensor, ratio: float = 0.3) -> Tensor:
+    """MEVA-style average filter of one sequence's rotations (T,J,3,3)."""
+    if len(rotmat) < 3:
+        return rotmat.clone()
+    quat = _continuous_quaternions(rotmat)
+    out = quat.copy()
+    middle = slerp(quat[:-2], quat[2:], 0.5)
+    out[1:-1] = slerp(quat[1:-1], middle, ratio)
+    return _to_rotmat(out, rotmat)
+
+
+def _alpha(cutoff: np.ndarray | float, freq: float) -> np.ndarray | float:
+    tau = 1.0 / (2.0 * math.pi * cutoff)
+    return 1.0 / (1.0 + tau * freq)
+
+
+def one_euro_array(
+    x: np.ndarray,
+    freq: float = 30.0,
+    min_cutoff: float = 1.0,
+    beta: float = 0.0,
+    d_cutoff: float = 1.0,
+) -> np.ndarray:
+    """One-Euro filter along axis 0 of x (T, ...): cutoff = min_cutoff + beta * |dx/dt|."""
+    x = np.asarray(x, dtype=np.float64)
+    out = np.empty_like(x)
+    if len(x) == 0:
+        return out
+    out[0] = x[0]
+    dx_prev = np.zeros_like(x[0])
+    a_d = _alpha(d_cutoff, freq)
+    for t in range(1, len(x)):
+        dx = (x[t] - out[t - 1]) * freq
+        dx_hat = a_d * dx + (1.0 - a_d) * dx_prev
+        a = _alpha(min_cutoff + beta * np.abs(dx_hat), freq)
+        out[t] = a * x[t] + (1.0 - a) * out[t - 1]
+        dx_prev = dx_hat
+    return out
+
+
+def one_euro(
+    rotmat: Tensor, freq: float = 30.0, min_cutoff: float = 1.0, beta: float = 0.0
+) -> Tensor:
+    """One-Euro filter of one sequence's rotations (T,J,3,3) on their quaternions."""
+    quat = one_euro_array(_continuous_quaternions(rotmat), freq, min_cutoff, beta)
+    quat /= np.linalg.norm(quat, axis=-1, keepdims=True)
+    return _to_rotmat(quat, rotmat)
+
+
+def apply_filter(name: str, rotmat: Tensor, fps: float = 30.0) -> Tensor:
+    """Filter one sequence's rotations by name: "none", "slerp" or "one-euro"."""
+    if name == "none":
+        return rotmat
+    if name == "slerp":
+        return slerp_average(rotmat)
+    if name == "one-euro":
+        return one_euro(rotmat, freq=fps)
+    raise ValueError(f"unknown filter {name!r}; choose one of {FILTERS}")

@@ -1,0 +1,60 @@
+"""Post-processing filters on pose rotations: shapes, smoothing, and fixed points."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from model.filters import apply_filter, one_euro_array, slerp, slerp_average
+from model.geometry import axis_angle_to_rotmat
+
+
+def rotations(frames: int, noise: float, seed: int = 0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 1, frames)[:, None, None]
+    aa = np.sin(2 * np.pi * t) * np.ones((1, 24, 3)) * 0.5
+    aa = aa + rng.normal(scale=noise, size=aa.shape)
+    return axis_angle_to_rotmat(torch.from_numpy(aa))
+
+
+def jitter(rotmat: torch.Tensor) -> float:
+    r = rotmat.numpy()
+    return float(np.abs(r[:-2] - 2 * r[1:-1] + r[2:]).mean())
+
+
+@pytest.mark.parametrize("name", ["slerp", "one-euro"])
+def test_filters_reduce_jitter_and_keep_rotations(name: str) -> None:
+    noisy = rotations(60, noise=0.05)
+    smooth = apply_filter(name, noisy, fps=30.0)
+    assert smooth.shape == noisy.shape
+    assert jitter(smooth) < 0.8 * jitter(noisy)
+    eye = torch.eye(3, dtype=smooth.dtype).expand_as(smooth)
+    torch.testing.assert_close(smooth @ smooth.transpose(-1, -2), eye, atol=1e-6, rtol=0)
+
+
+def test_constant_rotations_are_a_fixed_point() -> None:
+    still = rotations(1, noise=0.0).expand(10, -1, -1, -1).clone()
+    torch.testing.assert_close(slerp_average(still), still, atol=1e-6, rtol=0)
+    torch.testing.assert_close(apply_filter("one-euro", still), still, atol=1e-6, rtol=0)
+    assert apply_filter("none", still) is still
+
+
+def test_slerp_average_pulls_by_the_ratio() -> None:
+    # About one axis, slerp is linear in the angle: frame 1 moves 0.3 of the way to the
+    # neighbours' mid angle.
+    angles = np.array([0.0, 0.6, 0.2])
+    aa = np.zeros((3, 1, 3))
+    aa[:, 0, 2] = angles
+    out = slerp_average(axis_angle_to_rotmat(torch.from_numpy(aa)), ratio=0.3).numpy()
+    got = np.arctan2(out[1, 0, 1, 0], out[1, 0, 0, 0])
+    assert got == pytest.approx(0.6 + 0.3 * (0.1 - 0.6), abs=1e-9)
+    q = slerp(np.array([1.0, 0, 0, 0]), np.array([0.0, 0, 0, 1]), 0.5)
+    assert np.linalg.norm(q) == pytest.approx(1.0)
+
+
+def test_one_euro_low_cutoff_follows_a_step_slowly() -> None:
+    x = np.r_[np.zeros(5), np.ones(20)][:, None]
+    out = one_euro_array(x, freq=30.0, min_cutoff=1.0, beta=0.0)
+    assert out[5, 0] < 0.3 and out[-1, 0] > 0.9
+    assert np.all(np.diff(out[:, 0]) >= 0)
