@@ -207,7 +207,7 @@ def _read_json(
             act, subact, cam = (str(int(match.group(k))) for k in (2, 3, 4))
             if rules.front_only and cam != FRONT_CAMERA["json"]:
                 continue
-            key = f"{folder.name}"
+            key = folder.name
             try:
                 rotation, translation, focal, centre = _camera_params(cameras, cam, camera_path)
             except FormatError as exc:
