@@ -1,0 +1,117 @@
+"""Training from stores: a few steps then an evaluation, exact resume, shipped configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from train_eval_stores import write_store
+
+from model.evaluate import evaluate
+from model.train import (
+    DatasetSpec,
+    TrainConfig,
+    ValidationSpec,
+    load_train_config,
+    train,
+)
+from storage.errors import FormatError
+from storage.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_MODEL = {"hidden_size": 16, "n_layers": 1, "attention_size": 8}
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("stores")
+    write_store(root, "insta/train/base", [20, 18], seed=1, with_3d=False, with_smpl=False)
+    write_store(root, "3dpw/train/base", [24], seed=2)
+    write_store(root, "mpii3d/train/base", [17], seed=3, with_smpl=False)
+    write_store(root, "3dpw/val/base", [17], seed=4)
+    return root
+
+
+def config(stores: Path, **changes) -> TrainConfig:
+    base = TrainConfig(
+        title="test",
+        store=str(stores),
+        epochs=2,
+        iterations_per_epoch=3,
+        batch_2d=2,
+        batch_3d=2,
+        stride=1,
+        num_workers=0,
+        model=TINY_MODEL,
+        datasets_2d=[DatasetSpec(group="insta/train/base", use_smpl=False, use_3d=False)],
+        datasets_3d=[
+            DatasetSpec(group="3dpw/train/base"),
+            DatasetSpec(group="mpii3d/train/base", use_smpl=False),
+        ],
+        validation=ValidationSpec(group="3dpw/val/base", dataset="3dpw", max_windows=8),
+    )
+    return base.model_copy(update=changes)
+
+
+def step_losses(out: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return {row["step"]: row["loss_total"] for row in rows if row["kind"] == "step"}
+
+
+def test_train_then_evaluate_and_resume_exactly(
+    stores: Path, base_data: Path, tmp_path: Path
+) -> None:
+    settings = Settings(base_data=base_data, device="cpu")
+    full = train(config(stores), tmp_path / "full", settings, progress=False)
+    assert full.steps == 6 and full.epochs_done == 2
+    assert full.best_checkpoint is not None and full.last_checkpoint.is_file()
+    losses = step_losses(tmp_path / "full")
+    assert sorted(losses) == [1, 2, 3, 4, 5, 6]
+    rows = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    epochs = [row for row in rows if row["kind"] == "epoch"]
+    assert len(epochs) == 2 and all(row["pa_mpjpe"] > 0 for row in epochs)
+
+    # Interrupted mid-epoch (after step 4 of 6), then resumed: the same next losses.
+    part = tmp_path / "part"
+    cut = train(config(stores), part, settings, progress=False, max_steps=4)
+    assert cut.steps == 4 and cut.epochs_done == 1
+    resumed = train(config(stores), part, settings, resume=part / "last.pt", progress=False)
+    assert resumed.steps == 6
+    assert step_losses(part) == losses  # bit-identical on CPU, log rewritten without repeats
+
+    metrics = evaluate(
+        full.best_checkpoint, str(stores), "3dpw/val/base", tmp_path / "eval", settings=settings
+    ).metrics
+    assert metrics["frames"] == 17 and metrics["mpjpe"] > 0
+
+
+def test_shipped_configs_load_with_explicit_options() -> None:
+    paths = sorted((REPO / "configs").rglob("*.toml"))
+    assert len(paths) >= 13
+    loaded = {path.stem: load_train_config(path) for path in paths}
+    t4 = loaded["table4_3dpw"]
+    assert (t4.batch_2d, t4.batch_3d, t4.lr, t4.iterations_per_epoch) == (19, 13, 5e-5, 500)
+    assert (t4.epochs, t4.stride, t4.validation.dataset) == (30, 1, "3dpw")
+    h36m = [d for d in t4.datasets_3d if d.group.startswith("h36m")]
+    assert h36m and not h36m[0].use_smpl  # official issue #6
+    assert loaded["table6_h36m"].stride == 16 and loaded["table6_h36m"].epochs == 45
+    assert loaded["table6_h36m"].validation.dataset == "h36m"
+    switches = {name: cfg.model_settings() for name, cfg in loaded.items()}
+    assert switches["table1_residual_baseline"].residual
+    assert not switches["table1_residual_baseline"].pose_forecast
+    assert switches["table2_forecast_with_current"].forecast_with_current
+    assert switches["table3_target_adjacent"].forecast_target == "adjacent"
+    assert switches["baseline_vibe"].all_frames
+
+
+def test_bad_config_names_file_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('epochs = "many"\nstride = 1\n[validation]\ngroup = "g"\ndataset = "3dpw"\n')
+    with pytest.raises(FormatError, match=r"bad\.toml.*field epochs"):
+        load_train_config(path)
+    path.write_text(
+        'epochs = 1\nstride = 1\n[model]\nresidul = true\n[validation]\ngroup = "g"\ndataset = "3dpw"\n'
+    )
+    with pytest.raises(FormatError, match="residul"):
+        load_train_config(path)
