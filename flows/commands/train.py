@@ -1,0 +1,88 @@
+"""`tcmr train`, `tcmr evaluate` and `tcmr plot-accel`: the library functions, by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the training and evaluation commands to the `tcmr` app."""
+
+    @app.command("train")
+    def train_command(
+        config: Path = typer.Option(..., help="A training config, e.g. configs/table4_3dpw.toml."),
+        out: Path = typer.Option(Path("runs/train"), help="Folder for checkpoints and logs."),
+        resume: Path | None = typer.Option(None, help="Continue exactly from this last.pt."),
+        device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 (default: settings)."),
+        max_steps: int | None = typer.Option(None, help="Stop after this many steps in all."),
+    ) -> None:
+        """Train TCMR from the stores with the recipe and datasets the config spells out."""
+        from model.train import load_train_config, train
+
+        result = train(
+            load_train_config(config), out, resume=resume, device=device, max_steps=max_steps
+        )
+        typer.echo(
+            f"{result.steps} steps, {result.epochs_done} epochs; best validation PA-MPJPE "
+            f"{result.best_pa_mpjpe:.2f} mm; last {result.last_checkpoint}, "
+            f"best {result.best_checkpoint}, log {result.log}"
+        )
+
+    @app.command("evaluate")
+    def evaluate_command(
+        checkpoint: Path = typer.Option(..., help="Our checkpoint or an official tcmr_*.pth.tar."),
+        store: str | None = typer.Option(
+            None, help="Store root (path or URL); default TCMR_STORE."
+        ),
+        group: str = typer.Option("3dpw/test/base", help="Evaluation store group."),
+        dataset: str | None = typer.Option(
+            None, help="3dpw, h36m or mpii3d (joint rule); default: the group's first part."
+        ),
+        protocol: str = typer.Option("tcmr", help="tcmr (paper tables) or vibe (older numbers)."),
+        batch_size: int = typer.Option(256, help="Windows per forward pass."),
+        filter_name: str = typer.Option("none", "--filter", help="none, slerp or one-euro."),
+        out: Path = typer.Option(..., help="Folder for metrics.json, sequences.csv, plots."),
+        device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 (default: settings)."),
+        workers: int = typer.Option(0, help="DataLoader worker processes."),
+        plot_sequence: str | None = typer.Option(None, help="Sequence to plot (default: longest)."),
+    ) -> None:
+        """Evaluate with the exact TCMR protocol (or VIBE's) and write the reports."""
+        from model.evaluate import evaluate
+        from storage.settings import get_settings
+
+        settings = get_settings()
+        result = evaluate(
+            checkpoint,
+            store or settings.store,
+            group,
+            out,
+            protocol=protocol,
+            dataset=dataset,
+            batch_size=batch_size,
+            filter_name=filter_name,
+            settings=settings,
+            device=device,
+            num_workers=workers,
+            plot_sequence=plot_sequence,
+        )
+        shown = ("mpjpe", "pa_mpjpe", "mpvpe", "accel_error", "accel")
+        values = ", ".join(f"{k} {result.metrics[k]:.2f}" for k in shown if k in result.metrics)
+        typer.echo(f"{group} ({protocol}, {result.metrics['frames']} frames): {values}")
+        typer.echo(f"wrote {result.out_dir}")
+
+    @app.command("plot-accel")
+    def plot_accel_command(
+        runs: list[Path] = typer.Argument(..., help="Output folders of `tcmr evaluate`."),
+        sequence: str = typer.Option(..., help="Sequence name as in sequences.csv."),
+        out: Path = typer.Option(Path("accel_compare.png"), help="PNG to write."),
+        label: list[str] | None = typer.Option(None, help="One label per run (repeatable)."),
+    ) -> None:
+        """Per-frame acceleration error of several runs along one sequence, in one plot."""
+        from model.evaluate import compare_runs
+        from storage.errors import TcmrError
+
+        if label and len(label) != len(runs):
+            raise TcmrError(f"--label given {len(label)} times for {len(runs)} runs")
+        typer.echo(f"wrote {compare_runs(runs, sequence, out, label or None)}")
