@@ -1,0 +1,91 @@
+"""End to end: `prefect.yaml` deployed to a real server, run by a real process worker."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from flow_data import penn_sample
+
+from storage.reader import open_store
+
+if TYPE_CHECKING:
+    from conftest import PrefectServer
+
+REPO = Path(__file__).resolve().parents[2]
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+RUN_TIMEOUT_S = 400.0
+
+
+def _api(server: PrefectServer, path: str, body: dict | None = None) -> dict | list:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        f"{server.api_url}{path}", data=data, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+@pytest.mark.slow
+def test_build_features_deployment_runs_on_a_worker(
+    prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    sample = penn_sample(tmp_path_factory)
+    store = tmp_path / "stores"
+    env = {**prefect_server.env, "TCMR_PROJECT_DIR": str(REPO)}
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [PREFECT, "--no-prompt", *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout}{done.stderr}"
+        return done.stdout
+
+    cli("work-pool", "create", "tcmr-process", "--type", "process", "--overwrite")
+    cli("deploy", "--all")
+    deployments = {d["name"] for d in _api(prefect_server, "/deployments/filter", {})}
+    params = {
+        "datasets": [{"dataset": "pennaction", "splits": ["test"]}],
+        "data_root": str(sample),
+        "store": str(store),
+        "recipe": {"device": "cpu", "batch_size": 8},
+    }
+    started = cli("deployment", "run", "build-features/default", "--params", json.dumps(params))
+    run_id = re.search(r"UUID: ([0-9a-f-]{36})", started)
+    assert run_id, started
+
+    worker_log = tmp_path / "worker.log"
+    with worker_log.open("wb") as out:
+        worker = subprocess.Popen(
+            [PREFECT, "worker", "start", "--pool", "tcmr-process", "--run-once"],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        worker.wait(timeout=RUN_TIMEOUT_S)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    state = _api(prefect_server, f"/flow_runs/{run_id.group(1)}")["state"]
+
+    assert state["type"] == "COMPLETED", f"{state}\n{worker_log.read_text()[-4000:]}"
+    assert {"default", "nightly", "scheduled"} <= deployments
+    built = open_store(str(store), "pennaction/test/clean")
+    assert len(built.sequences) == 1 and len(built) == 18
+    assert len(built.windows("eval_tcmr")) == 18
