@@ -1,0 +1,51 @@
+"""`tcmr infer`: run a trained TCMR on the user's own video, as the official demo does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `infer` command to the `tcmr` app."""
+
+    @app.command("infer")
+    def infer(
+        video: Path = typer.Argument(..., help="A video file or a folder of images."),
+        checkpoint: Path = typer.Option(
+            ..., "--checkpoint", help="An official TCMR checkpoint (gen_state_dict) or ours."
+        ),
+        out: Path = typer.Option(..., "--out", help="Output folder (replaced when complete)."),
+        tracks: Path | None = typer.Option(
+            None,
+            "--tracks",
+            help="Person tracks: MOT-style CSV (frame,id,x,y,w,h; 1-based frames) or JSON "
+            '([{"frame": 0, "people": [{"id": 1, "bbox": [x, y, w, h]}]}]). '
+            "Without it a built-in background-subtraction detector and IoU tracker are used.",
+        ),
+        device: str | None = typer.Option(
+            None, "--device", help="cpu, cuda, cuda:1 ... (default: the TCMR_DEVICE setting)."
+        ),
+        smooth: bool = typer.Option(False, "--smooth", help="One-Euro smoothing of the output."),
+        min_track_len: int = typer.Option(
+            25, "--min-track-len", help="Tracks with fewer frames are dropped (demo: 25)."
+        ),
+        batch_size: int = typer.Option(
+            64, "--batch-size", help="Crops per backbone batch and windows per TCMR batch."
+        ),
+    ) -> None:
+        """Track people, run TCMR and write tcmr_output.pkl/.npz, an overlay video and timings."""
+        from flows.infer import run_inference
+
+        report = run_inference(
+            video,
+            checkpoint,
+            out,
+            tracks_file=tracks,
+            device=device,
+            smooth=smooth,
+            min_track_len=min_track_len,
+            batch_size=batch_size,
+        )
+        typer.echo(report.render())

@@ -1,0 +1,243 @@
+"""Frames of a user's video -> per-track backbone features, in one streaming decode.
+
+The official demo first writes every frame to disk as JPEG and reads them back per track.
+Here frames are decoded once, in order: each frame is tracked (or looked up in the track
+file), every person on it is cropped straight away, and crops go to the backbone in large
+batches. A track's crops wait in memory only until it is long enough to be kept, so short
+tracklets never reach the backbone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from pipeline.crop import crop_image, decode_image_file, normalize
+from pipeline.datasets.video import probe_video
+from pipeline.tracking import (
+    BBOX_SCALE,
+    ForegroundDetector,
+    IouTracker,
+    Track,
+    drop_short,
+    sample_indices,
+)
+from storage.errors import FormatError, MissingFileError
+from storage.layout import FEATURE_DIM
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+FOLDER_FPS = 30000 / 1001
+"""Frame rate assumed for an image folder: the rate the demo resamples videos to."""
+
+
+class FrameSource:
+    """A video file or a folder of images, read as RGB frames in order."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.images: list[Path] = []
+        if self.path.is_dir():
+            self.images = sorted(
+                p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+            )
+            if not self.images:
+                raise FormatError(
+                    f"{self.path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})"
+                )
+            first = decode_image_file(self.images[0])
+            self.frame_count = len(self.images)
+            self.height, self.width = first.shape[:2]
+            self.fps = FOLDER_FPS
+        elif self.path.is_file():
+            info = probe_video(self.path)
+            self.frame_count, self.width, self.height = info.frames, info.width, info.height
+            self.fps = info.fps if info.fps > 0 else FOLDER_FPS
+        else:
+            raise MissingFileError(f"{self.path}: video file or image folder not found")
+
+    @property
+    def name(self) -> str:
+        """The demo's output name: the file name with '.' replaced by '_'."""
+        return self.path.name.replace(".", "_")
+
+    def frames(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, RGB uint8 frame) for every frame; a frame that will not decode is an error."""
+        if self.images:
+            for index, image in enumerate(self.images):
+                frame = decode_image_file(image)
+                if frame.shape[:2] != (self.height, self.width):
+                    raise FormatError(
+                        f"{image}: image is {frame.shape[1]}x{frame.shape[0]}, the folder's "
+                        f"first image is {self.width}x{self.height} (field: image size)"
+                    )
+                yield index, frame
+            return
+        capture = cv2.VideoCapture(str(self.path))
+        try:
+            for index in range(self.frame_count):
+                ok, frame = capture.read()
+                if not ok or frame is None:
+                    raise FormatError(
+                        f"{self.path}: frame {index} of {self.frame_count} does not decode "
+                        "(field: video frames)"
+                    )
+                yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        finally:
+            capture.release()
+
+    def sample(self, indices: list[int]) -> list[np.ndarray]:
+        """A few frames by number (seeking), for the detector's background estimate."""
+        if self.images:
+            return [decode_image_file(self.images[i]) for i in indices]
+        capture = cv2.VideoCapture(str(self.path))
+        frames = []
+        try:
+            for index in indices:
+                capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+                ok, frame = capture.read()
+                if ok and frame is not None:
+                    frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        finally:
+            capture.release()
+        if not frames:
+            raise FormatError(f"{self.path}: no sampled frame decodes (field: video frames)")
+        return frames
+
+
+@dataclass
+class TrackFeatures:
+    """Backbone features of one kept track; `bboxes` are square and already x BBOX_SCALE."""
+
+    track_id: int
+    frame_ids: np.ndarray
+    bboxes: np.ndarray
+    features: np.ndarray
+
+
+@dataclass
+class VideoFeatures:
+    """Everything the model step needs, plus how long each stage took (seconds)."""
+
+    tracks: list[TrackFeatures]
+    frame_count: int
+    width: int
+    height: int
+    fps: float
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Pending:
+    frame_ids: list[int] = field(default_factory=list)
+    boxes: list[np.ndarray] = field(default_factory=list)
+    crops: list[np.ndarray] = field(default_factory=list)
+    """Crops not yet sent to the backbone (all of them while the track is still short)."""
+    features: list[np.ndarray] = field(default_factory=list)
+
+
+class _Batcher:
+    """Collects crops of kept tracks and runs the backbone once `batch_size` are waiting."""
+
+    def __init__(self, backbone: torch.nn.Module, device: torch.device, batch_size: int) -> None:
+        self.backbone = backbone.to(device).eval()
+        self.device = device
+        self.batch_size = batch_size
+        self.waiting: list[tuple[_Pending, np.ndarray]] = []
+        self.seconds = 0.0
+
+    def add(self, track: _Pending) -> None:
+        self.waiting.extend((track, crop) for crop in track.crops)
+        track.crops = []
+        while len(self.waiting) >= self.batch_size:
+            self._run(self.waiting[: self.batch_size])
+            self.waiting = self.waiting[self.batch_size :]
+
+    def flush(self) -> None:
+        if self.waiting:
+            self._run(self.waiting)
+            self.waiting = []
+
+    @torch.inference_mode()
+    def _run(self, items: list[tuple[_Pending, np.ndarray]]) -> None:
+        start = time.perf_counter()
+        batch = torch.from_numpy(normalize(np.stack([crop for _, crop in items])))
+        out = self.backbone(batch.to(self.device)).float().cpu().numpy()
+        for (track, _), feature in zip(items, out, strict=True):
+            track.features.append(feature)
+        self.seconds += time.perf_counter() - start
+
+
+def extract_video_features(
+    source: FrameSource,
+    backbone: torch.nn.Module,
+    tracks: list[Track] | None = None,
+    min_track_len: int = 25,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    detector: ForegroundDetector | None = None,
+) -> VideoFeatures:
+    """Features (float32, [n, 2048]) of every track with at least `min_track_len` frames.
+
+    `tracks` come from a track file; without them the built-in detector and IoU tracker
+    find people. Stages timed: decode, detect/track, crop, features.
+    """
+    seconds = dict.fromkeys(("decode", "detect/track", "crop", "features"), 0.0)
+    start = time.perf_counter()
+    if tracks is None:
+        detector = detector or ForegroundDetector()
+        detector.fit(source.sample(sample_indices(source.frame_count)))
+        tracker: IouTracker | None = IouTracker()
+        lookup: dict[int, list[tuple[int, np.ndarray]]] = {}
+    else:
+        tracker = None
+        lookup = {}
+        for track in drop_short(tracks, min_track_len):
+            for frame, box in zip(track.frame_ids, track.boxes, strict=True):
+                lookup.setdefault(int(frame), []).append((track.track_id, box))
+    seconds["detect/track"] += time.perf_counter() - start
+    batcher = _Batcher(backbone, torch.device(device), batch_size)
+    pending: dict[int, _Pending] = {}
+    frames = source.frames()
+    while True:
+        tick = time.perf_counter()
+        item = next(frames, None)
+        seconds["decode"] += time.perf_counter() - tick
+        if item is None:
+            break
+        index, image = item
+        tick = time.perf_counter()
+        if tracker is not None:
+            assert detector is not None
+            people = tracker.update(index, detector.detect(image))
+        else:
+            people = lookup.get(index, [])
+        seconds["detect/track"] += time.perf_counter() - tick
+        for track_id, box in people:
+            tick = time.perf_counter()
+            scaled = np.array([box[0], box[1], box[2] * BBOX_SCALE, box[3] * BBOX_SCALE])
+            track = pending.setdefault(track_id, _Pending())
+            track.frame_ids.append(index)
+            track.boxes.append(scaled)
+            track.crops.append(crop_image(image, box, BBOX_SCALE))
+            seconds["crop"] += time.perf_counter() - tick
+            if len(track.frame_ids) >= min_track_len:
+                batcher.add(track)
+    batcher.flush()
+    seconds["features"] = batcher.seconds
+    kept = [
+        TrackFeatures(
+            track_id,
+            np.array(track.frame_ids, dtype=np.int64),
+            np.stack(track.boxes),
+            np.stack(track.features).astype(np.float32).reshape(-1, FEATURE_DIM),
+        )
+        for track_id, track in sorted(pending.items())
+        if len(track.frame_ids) >= min_track_len
+    ]
+    return VideoFeatures(kept, source.frame_count, source.width, source.height, source.fps, seconds)
