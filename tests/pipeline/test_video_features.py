@@ -1,0 +1,103 @@
+"""Streaming frames -> per-track crops -> backbone features, and the overlay video writer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pipeline.crop import crop_image, normalize
+from pipeline.overlay import PersonDrawing, mesh_edges, write_overlay
+from pipeline.sample.figure import write_jpegs
+from pipeline.tracking import Track
+from pipeline.video_features import FrameSource, extract_video_features
+from storage.errors import FormatError
+
+
+class MeanColour(nn.Module):
+    """A stand-in backbone (a real module): the crop's mean per channel, padded to 2048.
+
+    It records every batch size, so a test sees which crops reached it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.batches.append(len(x))
+        return nn.functional.pad(x.mean(dim=(2, 3)), (0, 2045))
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """Six 64x48 JPEG frames, each a different flat colour with a bright square."""
+    frames = []
+    for t in range(6):
+        frame = np.full((48, 64, 3), 40 * t, np.uint8)
+        frame[10:30, 20:40] = (200, 100, 50)
+        frames.append(frame)
+    write_jpegs(tmp_path / "frames", frames)
+    return tmp_path / "frames"
+
+
+def test_folder_source_reads_every_image_in_order(folder: Path) -> None:
+    source = FrameSource(folder)
+    assert (source.frame_count, source.width, source.height) == (6, 64, 48)
+    assert source.name == "frames"
+    frames = list(source.frames())
+    assert [index for index, _ in frames] == list(range(6))
+    assert abs(int(frames[3][1][0, 0, 0]) - 120) <= 3  # corner colour survives JPEG
+
+
+def test_folder_with_a_different_image_size_names_it(folder: Path) -> None:
+    odd = folder / "000006.jpg"
+    cv2.imwrite(str(odd), np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(FormatError, match=r"000006\.jpg: image is 10x10"):
+        list(FrameSource(folder).frames())
+
+
+def test_features_of_kept_tracks_only(folder: Path) -> None:
+    boxes = np.tile([30.0, 20.0, 20.0, 20.0], (6, 1))
+    tracks = [
+        Track(5, np.arange(6), boxes),
+        Track(6, np.array([1, 2]), boxes[:2]),  # too short: never reaches the backbone
+    ]
+    backbone = MeanColour()
+    result = extract_video_features(
+        FrameSource(folder), backbone, tracks, min_track_len=4, batch_size=4
+    )
+    assert [t.track_id for t in result.tracks] == [5]
+    kept = result.tracks[0]
+    np.testing.assert_array_equal(kept.frame_ids, np.arange(6))
+    np.testing.assert_allclose(kept.bboxes[0], [30.0, 20.0, 24.0, 24.0])  # x 1.2
+    assert backbone.batches == [4, 2]
+    images = [frame for _, frame in FrameSource(folder).frames()]
+    crops = np.stack([crop_image(image, boxes[0], 1.2) for image in images])
+    expected = normalize(crops).mean(axis=(2, 3))
+    np.testing.assert_allclose(kept.features[:, :3], expected, atol=1e-4)
+    assert not kept.features[:, 3:].any()
+    assert set(result.seconds) == {"decode", "detect/track", "crop", "features"}
+
+
+def test_overlay_draws_people_on_their_frames(tmp_path: Path) -> None:
+    faces = np.array([[0, 1, 2], [1, 3, 2]])
+    assert mesh_edges(faces).tolist() == [[0, 1], [0, 2], [1, 2], [1, 3], [2, 3]]
+    frames = [(t, np.zeros((48, 64, 3), np.uint8)) for t in range(3)]
+    vertices = np.array([[10.0, 10.0], [50.0, 10.0], [10.0, 40.0], [50.0, 40.0]])
+    person = PersonDrawing(track_id=0, vertices=vertices, joints=np.array([[30.0, 25.0]]))
+    path = tmp_path / "overlay.avi"
+    count = write_overlay(path, iter(frames), lambda t: [person] if t == 1 else [], faces, 10.0)
+    assert count == 3 and sorted(p.name for p in tmp_path.iterdir()) == ["overlay.avi"]
+    capture = cv2.VideoCapture(str(path))
+    read = [capture.read()[1] for _ in range(3)]
+    capture.release()
+    assert read[0].max() < 30 and read[2].max() < 30
+    assert read[1][25, 30].max() > 100  # the joint dot
+    assert read[1][10, 30].max() > 60  # the top edge of the wireframe
+    with pytest.raises(FormatError, match=r"overlay\.gif"):
+        write_overlay(tmp_path / "overlay.gif", iter(frames), lambda t: [], faces, 10.0)
