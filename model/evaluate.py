@@ -372,6 +372,13 @@ def compare_runs(run_dirs: list[Path], sequence: str, out: Path, labels: list[st
     return plot_accel(curves, sequence, Path(out))
 
 
+def sequence_names(store: Store) -> list[str]:
+    """Names used in reports: the sequence name, with `#person` when a person id is set."""
+    return [
+        seq.name if seq.person_id == 0 else f"{seq.name}#{seq.person_id}" for seq in store.sequences
+    ]
+
+
 def _eval_dataset_name(group: str, dataset: str | None) -> str:
     return dataset if dataset is not None else group.strip("/").split("/")[0]
 
@@ -409,10 +416,7 @@ def evaluate(
     started = time.perf_counter()
     frames = predict_frames(model, data, rule, batch_size, device, num_workers)
     seconds = time.perf_counter() - started
-    names = [
-        f"{seq.name}" if seq.person_id == 0 else f"{seq.name}#{seq.person_id}"
-        for seq in store.sequences
-    ]
+    names = sequence_names(store)
     fps = [seq.fps for seq in store.sequences]
     raw = score(frames, rule, protocol, names)
     result = raw

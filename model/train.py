@@ -40,7 +40,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Sampler, Subset
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.config import ModelConfig, target_frames
 from model.data import EvalDataset, MixedBatchSampler, WindowDataset
-from model.evaluate import joint_rule, predict_frames, score
+from model.evaluate import joint_rule, predict_frames, score, sequence_names
 from model.losses import TCMRLoss
 from model.tcmr import TCMR, build_model
 from storage.errors import FormatError, MissingFileError, TcmrError
@@ -274,8 +274,7 @@ def validate(
         data = Subset(data, range(spec.max_windows))
     rule = joint_rule(spec.dataset)
     frames = predict_frames(model, data, rule, spec.batch_size, device, num_workers)
-    names = [f"{s.name}#{s.person_id}" for s in store.sequences]
-    return score(frames, rule, spec.protocol, names).summary
+    return score(frames, rule, spec.protocol, sequence_names(store)).summary
 
 
 def train(

@@ -1,0 +1,120 @@
+"""`tcmr train`, `tcmr evaluate` and `tcmr plot-accel` end to end, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.sample.base_data import write_base_data
+from storage.provenance import Provenance
+from storage.writer import StoreWriter
+
+TCMR = [sys.executable, "-c", "from flows.cli import main; main()"]
+
+
+def tcmr(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*TCMR, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def write_group(root: Path, group: str, lengths: list[int], labels: bool) -> None:
+    rng = np.random.default_rng(len(group))
+    writer = StoreWriter(str(root), group, Provenance())
+    for i, n in enumerate(lengths):
+        joints3d = rng.normal(scale=0.3, size=(n, 49, 4)).astype(np.float32)
+        joints3d[..., 3] = 1.0
+        writer.add(
+            f"seq{i}",
+            0,
+            30.0,
+            f"{group}{i}",
+            {
+                "features": rng.normal(size=(n, 2048)).astype(np.float32),
+                "joints2d": rng.random((n, 49, 3), dtype=np.float32) * 200,
+                "joints3d": joints3d * labels,
+                "pose": rng.normal(scale=0.2, size=(n, 72)).astype(np.float32) * labels,
+                "shape": rng.normal(scale=0.5, size=(n, 10)).astype(np.float32) * labels,
+                "bbox": np.tile(np.float32([100, 100, 150, 150]), (n, 1)),
+                "frame_index": np.arange(n),
+                "valid": np.ones(n, bool),
+                "has_smpl": np.full(n, labels),
+            },
+        )
+    writer.commit()
+
+
+CONFIG = """
+title = "cli test"
+epochs = 1
+iterations_per_epoch = 2
+batch_2d = 1
+batch_3d = 2
+stride = 16
+num_workers = 0
+[model]
+hidden_size = 16
+n_layers = 1
+attention_size = 8
+[[datasets_2d]]
+group = "insta/train/base"
+use_smpl = false
+use_3d = false
+[[datasets_3d]]
+group = "3dpw/train/base"
+[validation]
+group = "3dpw/test/base"
+dataset = "3dpw"
+max_windows = 4
+"""
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("cli")
+    write_base_data(root / "base", seed=0)
+    write_group(root / "stores", "insta/train/base", [32], labels=False)
+    write_group(root / "stores", "3dpw/train/base", [32], labels=True)
+    write_group(root / "stores", "3dpw/test/base", [17, 20], labels=True)
+    return {
+        **os.environ,
+        "TCMR_BASE_DATA": str(root / "base"),
+        "TCMR_STORE": str(root / "stores"),
+        "TCMR_DEVICE": "cpu",
+    }
+
+
+def test_train_evaluate_plot(env: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "tiny.toml"
+    config.write_text(CONFIG)
+    trained = tcmr(env, "train", "--config", str(config), "--out", str(tmp_path / "run"))
+    assert trained.returncode == 0, trained.stderr
+    assert "2 steps, 1 epochs" in trained.stdout
+    checkpoint = tmp_path / "run" / "last.pt"
+    evaluated = tcmr(
+        env, "evaluate", "--checkpoint", str(checkpoint), "--group", "3dpw/test/base",
+        "--out", str(tmp_path / "eval"), "--batch-size", "16", "--filter", "one-euro",
+    )  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["frames"] == 37 and metrics["filter"] == "one-euro"
+    assert f"mpjpe {metrics['mpjpe']:.2f}" in evaluated.stdout
+    plotted = tcmr(
+        env, "plot-accel", str(tmp_path / "eval"), str(tmp_path / "eval"), "--sequence", "seq1",
+        "--out", str(tmp_path / "cmp.png"),
+    )  # fmt: skip
+    assert plotted.returncode == 0, plotted.stderr
+    assert (tmp_path / "cmp.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_missing_checkpoint_is_one_clear_line(env: dict[str, str], tmp_path: Path) -> None:
+    result = tcmr(
+        env, "evaluate", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "o")
+    )
+    assert result.returncode == 2
+    assert "nope.pt not found" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "o").exists()
