@@ -32,6 +32,7 @@ from storage.layout import MID_FRAME, SEQLEN
 from storage.reader import Store
 from storage.schema import CHUNK_ROWS
 
+WINDOW_ARRAYS = ("features", "joints2d", "joints3d", "pose", "shape", "bbox", "has_smpl", "has_3d")
 CROP_SCALE = 1.2
 """The official loader warps 2D keypoints with a 1.2x crop of the stored bbox."""
 
@@ -87,13 +88,10 @@ class WindowDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         start = int(self.starts[index])
         store, targets = self.store, self.target_frames
-        window = {
-            name: store.span(name, start, SEQLEN)
-            for name in ("joints2d", "joints3d", "pose", "shape", "bbox", "has_smpl", "has_3d")
-        }
+        window = store.spans(WINDOW_ARRAYS, start, SEQLEN)
         kp_3d = window["joints3d"][targets]
         sample = {
-            "features": store.span("features", start, SEQLEN).astype(np.float32),
+            "features": window["features"].astype(np.float32),
             "theta": make_theta(window["pose"][targets], window["shape"][targets]),
             "kp_2d": normalise_keypoints(window["joints2d"][targets], window["bbox"][targets]),
             "kp_3d": kp_3d[..., :3],
@@ -153,6 +151,10 @@ class ChunkShuffleSampler(Sampler[int]):
     Windows are grouped by the chunk block of their start row; blocks are shuffled, and the
     windows of `buffer_blocks` consecutive blocks are shuffled together. Every window is
     drawn once per epoch; consecutive draws decode few distinct chunks.
+
+    With `streams` = the DataLoader's worker count, blocks are dealt to `streams` disjoint
+    streams whose `batch_size` runs alternate; the DataLoader hands batches to workers in
+    turn, so each worker decodes only its own stream's chunks (none twice).
     """
 
     def __init__(
@@ -161,11 +163,15 @@ class ChunkShuffleSampler(Sampler[int]):
         buffer_blocks: int = 8,
         seed: int = 0,
         block_rows: int = CHUNK_ROWS,
+        streams: int = 1,
+        batch_size: int = 32,
     ) -> None:
         self.starts = np.asarray(starts)
         self.buffer_blocks = buffer_blocks
         self.block_rows = block_rows
         self.seed = seed
+        self.streams = max(1, streams)
+        self.batch_size = batch_size
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -180,11 +186,21 @@ class ChunkShuffleSampler(Sampler[int]):
         bounds = np.flatnonzero(np.diff(blocks[by_block])) + 1
         groups = np.split(by_block, bounds)
         picked = rng.permutation(len(groups))
-        out = []
-        for lo in range(0, len(picked), self.buffer_blocks):
-            buffer = np.concatenate([groups[g] for g in picked[lo : lo + self.buffer_blocks]])
-            out.append(rng.permutation(buffer))
-        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+        streams = []
+        for stream in range(self.streams):
+            mine = picked[stream :: self.streams]
+            out = [
+                rng.permutation(
+                    np.concatenate([groups[g] for g in mine[lo : lo + self.buffer_blocks]])
+                )
+                for lo in range(0, len(mine), self.buffer_blocks)
+            ]
+            streams.append(np.concatenate(out) if out else np.zeros(0, dtype=np.int64))
+        if self.streams == 1:
+            return streams[0]
+        runs = [np.array_split(x, range(self.batch_size, len(x), self.batch_size)) for x in streams]
+        dealt = [run[i] for i in range(max(map(len, runs))) for run in runs if i < len(run)]
+        return np.concatenate(dealt) if dealt else np.zeros(0, dtype=np.int64)
 
     def __iter__(self) -> Iterator[int]:
         rng = np.random.default_rng((self.seed, self.epoch))

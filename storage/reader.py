@@ -10,6 +10,8 @@ chunks (see `model.data`'s chunk-aware shuffling) decode each chunk once.
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.core.sync import sync
 
 from storage.backend import Location, location
 from storage.errors import StoreError
@@ -62,6 +65,7 @@ class Store:
         self.provenance = Provenance.from_dict(pointer["provenance"], f"{self.where} attributes")
         lengths = np.asarray(table["length"], dtype=np.int64)
         self._firsts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self._firsts_list: list[int] = self._firsts.tolist()
         self.segments: list[str] = sorted(set(table["segment"]))
         seg_of = {segment: i for i, segment in enumerate(self.segments)}
         self._seq_segment = np.asarray([seg_of[s] for s in table["segment"]], dtype=np.int64)
@@ -176,12 +180,15 @@ class Store:
             self._blocks.move_to_end(key)
             return value
         value = self._array(name, segment)[block * CHUNK_ROWS : (block + 1) * CHUNK_ROWS]
+        self._remember(key, value)
+        return value
+
+    def _remember(self, key: tuple[str, int, int], value: np.ndarray) -> None:
         self._blocks[key] = value
         self._cached += value.nbytes
         while self._cached > self.cache_bytes and len(self._blocks) > 1:
             _, old = self._blocks.popitem(last=False)
             self._cached -= old.nbytes
-        return value
 
     def rows(self, name: str, rows: np.ndarray) -> np.ndarray:
         """Gather arbitrary rows (e.g. one window) through the chunk-block cache."""
@@ -208,23 +215,57 @@ class Store:
         return out
 
     def span(self, name: str, start: int, count: int) -> np.ndarray:
-        """Rows [start, start + count) through the block cache (fast path for one window).
+        """Rows [start, start + count) of one array through the block cache."""
+        return self.spans((name,), start, count)[name]
 
-        The result may be a read-only view of a cached block: copy before changing it.
+    def spans(self, names: tuple[str, ...], start: int, count: int) -> dict[str, np.ndarray]:
+        """Rows [start, start + count) of several arrays: the fast path for one window.
+
+        Missing blocks of all `names` are fetched concurrently in one round trip. Results
+        may be read-only views of cached blocks: copy before changing them.
         """
-        seq = int(np.searchsorted(self._firsts, start, side="right")) - 1
-        if seq < 0 or start + count > self._firsts[seq + 1] or name not in ARRAYS:
-            return self.rows(name, np.arange(start, start + count))
+        seq = bisect.bisect_right(self._firsts_list, start) - 1
+        unknown = [name for name in names if name not in ARRAYS]
+        if seq < 0 or start + count > self._firsts_list[seq + 1] or unknown:
+            return {name: self.rows(name, np.arange(start, start + count)) for name in names}
         if os.getpid() != self._pid:
             self._reset()
         segment = int(self._seq_segment[seq])
-        segrow = int(self._seq_segrow[seq]) + start - int(self._firsts[seq])
+        segrow = int(self._seq_segrow[seq]) + start - self._firsts_list[seq]
         first, last = segrow // CHUNK_ROWS, (segrow + count - 1) // CHUNK_ROWS
         offset = segrow - first * CHUNK_ROWS
-        if first == last:
-            return self._block(name, segment, first)[offset : offset + count]
-        parts = [self._block(name, segment, block) for block in range(first, last + 1)]
-        return np.concatenate(parts)[offset : offset + count]
+        self._prefetch(names, segment, range(first, last + 1))
+        out = {}
+        for name in names:
+            if first == last:
+                out[name] = self._block(name, segment, first)[offset : offset + count]
+            else:
+                parts = [self._block(name, segment, block) for block in range(first, last + 1)]
+                out[name] = np.concatenate(parts)[offset : offset + count]
+        return out
+
+    def _prefetch(self, names: tuple[str, ...], segment: int, blocks: range) -> None:
+        """Load the blocks not cached yet, all arrays at once, in zarr's event loop."""
+        missing = [
+            (name, block)
+            for name in names
+            for block in blocks
+            if (name, segment, block) not in self._blocks
+        ]
+        if len(missing) < 2:
+            return
+        reads = [
+            self._array(name, segment)._async_array.getitem(
+                (slice(block * CHUNK_ROWS, (block + 1) * CHUNK_ROWS),)
+            )
+            for name, block in missing
+        ]
+
+        async def gather() -> list[Any]:
+            return await asyncio.gather(*reads)
+
+        for (name, block), value in zip(missing, sync(gather()), strict=True):
+            self._remember((name, segment, block), np.asarray(value))
 
     def windows(self, protocol: str) -> np.ndarray:
         """The committed window index: start rows (train_*) or row matrices [W, 16] (eval_*)."""

@@ -112,6 +112,17 @@ def test_chunk_shuffle_covers_every_window_locally() -> None:
         assert len({i // 100 for i in order[lo : lo + 200]}) == 2
 
 
+def test_chunk_shuffle_streams_keep_workers_on_their_own_blocks() -> None:
+    sampler = ChunkShuffleSampler(np.arange(1000), buffer_blocks=2, block_rows=100, streams=2,
+                                  batch_size=10)  # fmt: skip
+    order = list(sampler)
+    assert sorted(order) == list(range(1000))
+    batches = [order[i : i + 10] for i in range(0, 1000, 10)]
+    worker_blocks = [{i // 100 for b in batches[w::2] for i in b} for w in range(2)]
+    assert not worker_blocks[0] & worker_blocks[1]
+    assert len(worker_blocks[0]) == len(worker_blocks[1]) == 5
+
+
 def test_mixed_batches_proportional_and_collated(tmp_path: Path) -> None:
     build(tmp_path, "insta/train/base", [64, 32], with_3d=False)
     build(tmp_path, "posetrack/train/base", [32], with_3d=False)
