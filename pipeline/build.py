@@ -209,7 +209,8 @@ def build_dataset(request: BuildRequest, *, progress: bool = False) -> BuildResu
     quarantine = Quarantine()
     records = list(read_records(request, quarantine))
     result.parsed = len(records)
-    if not records and pointer is None:
+    if not records:
+        # Never commit an empty group over a built one: unreadable sources fail the part.
         reasons = "; ".join(f"{s.key}: {s.reason}" for s in quarantine.skips[:5])
         raise FormatError(
             f"{request.root}: no usable {request.dataset} {request.split} sequences"
