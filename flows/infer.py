@@ -176,7 +176,9 @@ def run_inference(
             out, out / overlay.name, source.frame_count, sorted(outputs), device, seconds
         )
         timing = {"frames": report.frames, "device": device, "seconds": seconds}
-        timing["fps"] = {stage: report.fps(stage) for stage in (*STAGES, "total")}
+        # A stage too quick to time has no finite rate; JSON gets null rather than Infinity.
+        rates = {stage: report.fps(stage) for stage in (*STAGES, "total")}
+        timing["fps"] = {k: v if np.isfinite(v) else None for k, v in rates.items()}
         (temp / TIMING_NAME).write_text(json.dumps(timing, indent=2) + "\n")
         _publish(temp, out)
     except BaseException:

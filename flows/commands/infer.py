@@ -21,8 +21,9 @@ def register(app: typer.Typer) -> None:
             None,
             "--tracks",
             help="Person tracks: MOT-style CSV (frame,id,x,y,w,h; 1-based frames) or JSON "
-            '([{"frame": 0, "people": [{"id": 1, "bbox": [x, y, w, h]}]}]). '
-            "Without it a built-in background-subtraction detector and IoU tracker are used.",
+            "(a list of per-frame entries with 'frame' and 'people', each person an 'id' and "
+            "a 'bbox' x,y,w,h; 0-based frames). Without it a built-in background-subtraction "
+            "detector and IoU tracker are used.",
         ),
         device: str | None = typer.Option(
             None, "--device", help="cpu, cuda, cuda:1 ... (default: the TCMR_DEVICE setting)."
