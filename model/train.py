@@ -401,6 +401,7 @@ def train(
                         "epoch": epoch,
                         "step": step,
                         "lr": optimizer.param_groups[0]["lr"],
+                        "it_per_s": rate,
                         **{f"loss_{k}": v for k, v in values.items()},
                     }
                 )
