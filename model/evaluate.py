@@ -357,7 +357,9 @@ def plot_attention(scores: np.ndarray, sequence: str, path: Path) -> Path:
     return path
 
 
-def compare_runs(run_dirs: list[Path], sequence: str, out: Path, labels: list[str] | None = None):
+def compare_runs(
+    run_dirs: list[Path], sequence: str, out: Path, labels: list[str] | None = None
+) -> Path:
     """One accel-error plot of `sequence` across several evaluation folders (their per_frame.npz)."""
     curves: dict[str, np.ndarray] = {}
     for i, run in enumerate(run_dirs):
@@ -425,6 +427,12 @@ def evaluate(
             filter_predictions(frames, smpl, rule, filter_name, fps), rule, protocol, names
         )
 
+    chosen = plot_sequence
+    if chosen is None and result.accel_curves:
+        chosen = max(result.accel_curves, key=lambda k: len(result.accel_curves[k]))
+    if chosen is not None and chosen not in result.accel_curves:
+        raise TcmrError(f"--plot-sequence {chosen!r} is not among the evaluated sequences")
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, Any] = {
@@ -433,6 +441,7 @@ def evaluate(
         "protocol": protocol,
         "dataset": rule.dataset,
         "filter": filter_name,
+        **({"unfiltered": raw.summary} if filter_name != "none" else {}),
         "windows": len(data),
         "windows_per_second": len(data) / seconds if seconds > 0 else None,
         "batch_size": batch_size,
@@ -459,15 +468,9 @@ def evaluate(
         if len(idx):
             per_frame[f"attention/{name}"] = frames.scores[idx]
     files["per_frame"] = write_per_frame(out_dir / "per_frame.npz", per_frame)
-    if result.accel_curves:
-        chosen = plot_sequence or max(
-            result.accel_curves, key=lambda k: len(result.accel_curves[k])
-        )
-        if chosen not in result.accel_curves:
-            raise TcmrError(f"--plot-sequence {chosen!r} is not among the evaluated sequences")
-        curves = {
-            filter_name if filter_name != "none" else "prediction": result.accel_curves[chosen]
-        }
+    if chosen is not None:
+        label = filter_name if filter_name != "none" else "prediction"
+        curves = {label: result.accel_curves[chosen]}
         if filter_name != "none":
             curves = {"unfiltered": raw.accel_curves[chosen], **curves}
         files["accel_plot"] = plot_accel(curves, chosen, out_dir / "accel_error.png")

@@ -181,6 +181,7 @@ def test_evaluate_writes_metrics_csv_and_plots(
     for key in ("mpjpe", "pa_mpjpe", "mpvpe", "accel_error"):
         assert np.isfinite(metrics[key]) and metrics[key] > 0, key
     assert metrics["frames"] == 39 and metrics["protocol"] == "tcmr"
+    assert metrics["filter"] == "slerp" and metrics["unfiltered"]["frames"] == 39
     assert metrics["provenance"]["group"] == "3dpw/test/base"
     assert len(metrics["provenance"]["checkpoint_sha256"]) == 64
     assert result.metrics["mpjpe"] == metrics["mpjpe"]
