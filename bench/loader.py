@@ -5,7 +5,8 @@ spin-49 2D joints, 17 valid 3D joints, no SMPL, video-like float16 features):
 
 - store:    `model.data.WindowDataset` over a Zarr store of `--frames` frames (>= 1M),
             chunk-aware shuffling, DataLoader with `--workers` worker processes;
-- in-RAM:   the same samples gathered from numpy arrays already in memory (the limit);
+- in-RAM:   the same `WindowDataset` samples gathered from numpy arrays already in memory,
+            in a fully random order (the limit);
 - official: `joblib.load` of a `*_db.pt` dict (float32 features, float64 joints, as the
             official files) into RAM, then per-window slicing as `Dataset3D` does. The
             full 1M-frame db would need ~11 GB of RAM next to the others, so it is built
@@ -96,32 +97,19 @@ def build_official(path: Path, frames: int) -> None:
     joblib.dump({k: np.concatenate(v) for k, v in parts.items()}, path)
 
 
-class InRamDataset:
-    """The same samples as WindowDataset, gathered from arrays already in RAM."""
+class InRamSource:
+    """Stands in for a Store with every array in RAM, so the in-RAM and store runs share
+    `WindowDataset`'s sample code and differ only in where rows come from."""
 
-    def __init__(self, arrays: dict[str, np.ndarray], starts: np.ndarray) -> None:
-        self.arrays, self.starts = arrays, starts
+    def __init__(self, arrays: dict[str, np.ndarray], windows: np.ndarray) -> None:
+        self.arrays, self._windows = arrays, windows
+        self.where, self.sequences = "in-RAM arrays", []
 
-    def __len__(self) -> int:
-        return len(self.starts)
+    def windows(self, protocol: str) -> np.ndarray:
+        return self._windows
 
-    def __getitem__(self, index: int) -> dict:
-        import torch
-
-        from model.data import make_theta, normalise_keypoints
-
-        a, s = self.arrays, int(self.starts[index])
-        t = np.array([s + 8] * 3)
-        sample = {
-            "features": a["features"][s : s + 16].astype(np.float32),
-            "theta": make_theta(a["pose"][t], a["shape"][t]),
-            "kp_2d": normalise_keypoints(a["joints2d"][t], a["bbox"][t]),
-            "kp_3d": a["joints3d"][t][..., :3],
-            "kp_3d_valid": a["joints3d"][t][..., 3] > 0,
-            "w_smpl": a["has_smpl"][t],
-            "w_3d": a["has_3d"][t],
-        }
-        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sample.items()}
+    def spans(self, names: tuple[str, ...], start: int, count: int) -> dict[str, np.ndarray]:
+        return {name: self.arrays[name][start : start + count] for name in names}
 
 
 class OfficialDataset:
@@ -198,10 +186,9 @@ def run_mode(mode: str, workdir: Path, batches: int, workers: int) -> dict:
         arrays = {name: store.read(name, 0, len(store)) for name in
                   ("features", "joints2d", "joints3d", "pose", "shape", "bbox", "has_smpl",
                    "has_3d")}  # fmt: skip
-        starts = store.windows("train_stride1")
-        sampler = np.random.default_rng(0).permutation(len(starts)).tolist()
-        result["windows_per_s"] = timed_loader(InRamDataset(arrays, starts), sampler, batches,
-                                               workers)  # fmt: skip
+        dataset = WindowDataset(InRamSource(arrays, store.windows("train_stride1")))
+        sampler = np.random.default_rng(0).permutation(len(dataset)).tolist()
+        result["windows_per_s"] = timed_loader(dataset, sampler, batches, workers)
         result["frames"] = len(store)
         result["ram_bytes_per_frame"] = sum(a.nbytes for a in arrays.values()) / len(store)
     else:
