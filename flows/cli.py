@@ -15,7 +15,16 @@ import typer
 from storage.errors import TcmrError
 
 # Modules in flows/commands/ that each define `register(app: typer.Typer) -> None`.
-COMMAND_MODULES: tuple[str, ...] = ("sample", "smpl", "store", "download", "infer", "train")
+COMMAND_MODULES: tuple[str, ...] = (
+    "sample",
+    "smpl",
+    "store",
+    "download",
+    "infer",
+    "train",
+    "build",
+    "demo",
+)
 
 app = typer.Typer(
     name="tcmr",

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.build import CHECKPOINT_NAME, READERS, BuildRequest
+from storage.reader import store_groups
 from storage.settings import get_settings
 
 DatasetName = Literal["3dpw", "mpii3d", "h36m", "insta", "pennaction", "posetrack"]
@@ -109,3 +110,13 @@ def requests_for(
         for spec in specs
         for split in spec.splits
     ]
+
+
+def stored_datasets(store: str, variant: str) -> list[DatasetSpec]:
+    """The (dataset, splits) that have a committed group of `variant` in the store."""
+    splits: dict[str, list[str]] = {}
+    for group in store_groups(store):
+        parts = group.strip("/").split("/")
+        if len(parts) == 3 and parts[0] in READERS and parts[2] == variant:
+            splits.setdefault(parts[0], []).append(parts[1])
+    return [DatasetSpec(dataset=d, splits=sorted(s)) for d, s in sorted(splits.items())]

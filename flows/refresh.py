@@ -14,23 +14,19 @@ from prefect import flow, get_run_logger
 from prefect.events import emit_event
 
 from flows.artifacts import publish_run_artifacts
-from flows.parameters import SAMPLE_ROOT, DatasetSpec, Execution, FeatureRecipe, requests_for
+from flows.parameters import (
+    SAMPLE_ROOT,
+    DatasetSpec,
+    Execution,
+    FeatureRecipe,
+    requests_for,
+    stored_datasets,
+)
 from flows.tasks import PartOutcome, fail_if_any, run_parts
-from pipeline.build import READERS, BuildResult, variant_name
-from storage.reader import store_groups
+from pipeline.build import BuildResult, variant_name
 from storage.settings import get_settings
 
 UPDATED_EVENT = "tcmr.features.updated"
-
-
-def stored_datasets(store: str, variant: str) -> list[DatasetSpec]:
-    """The (dataset, splits) that have a committed group of `variant` in the store."""
-    splits: dict[str, list[str]] = {}
-    for group in store_groups(store):
-        parts = group.strip("/").split("/")
-        if len(parts) == 3 and parts[0] in READERS and parts[2] == variant:
-            splits.setdefault(parts[0], []).append(parts[1])
-    return [DatasetSpec(dataset=d, splits=sorted(s)) for d, s in sorted(splits.items())]  # type: ignore[arg-type]
 
 
 def announce(result: BuildResult) -> str:

@@ -38,7 +38,7 @@ def test_build_features_deployment_runs_on_a_worker(
 ) -> None:
     sample = penn_sample(tmp_path_factory)
     store = tmp_path / "stores"
-    env = {**prefect_server.env, "TCMR_PROJECT_DIR": str(REPO)}
+    env = prefect_server.env
 
     def cli(*args: str) -> str:
         done = subprocess.run(
@@ -56,6 +56,7 @@ def test_build_features_deployment_runs_on_a_worker(
     cli("work-pool", "create", "tcmr-process", "--type", "process", "--overwrite")
     cli("deploy", "--all")
     deployments = {d["name"] for d in _api(prefect_server, "/deployments/filter", {})}
+    pull = _api(prefect_server, "/deployments/name/build-features/default")["pull_steps"]
     params = {
         "datasets": [{"dataset": "pennaction", "splits": ["test"]}],
         "data_root": str(sample),
@@ -86,6 +87,7 @@ def test_build_features_deployment_runs_on_a_worker(
 
     assert state["type"] == "COMPLETED", f"{state}\n{worker_log.read_text()[-4000:]}"
     assert {"default", "nightly", "scheduled"} <= deployments
+    assert pull == [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
     built = open_store(str(store), "pennaction/test/clean")
     assert len(built.sequences) == 1 and len(built) == 18
     assert len(built.windows("eval_tcmr")) == 18

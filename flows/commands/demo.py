@@ -1,0 +1,29 @@
+"""`tcmr demo --out DIR`: the main job on the embedded sample, end to end."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add `demo` to the `tcmr` app."""
+
+    @app.command("demo")
+    def demo(
+        out: Path = typer.Option(Path("runs/demo"), help="Folder for sample, stores and runs."),
+        device: str = typer.Option("cpu", help="cpu or a torch device."),
+    ) -> None:
+        """Write the sample, run build-features, a short training and an evaluation."""
+        from flows.demo import run_demo
+
+        # Kept before the run: readers that silence smplx swap sys.stdout from task
+        # threads, and concurrent swaps can leave it pointing at a buffer.
+        stdout = sys.stdout
+        result = run_demo(out, device=device)
+        typer.echo(f"store:      {result.store}", file=stdout)
+        typer.echo(f"checkpoint: {result.checkpoint}", file=stdout)
+        typer.echo(f"metrics:    {result.metrics}", file=stdout)
+        typer.echo(f"report:     {result.report}", file=stdout)
