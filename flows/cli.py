@@ -63,6 +63,9 @@ for _module in COMMAND_MODULES:
 def main() -> None:
     """Entry point: user errors (a missing file, a bad field) print one clear line, exit 2."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Every API call of Prefect's client is an httpx INFO line: noise, not progress.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         app()
     except TcmrError as error:
