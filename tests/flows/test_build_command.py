@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from flow_data import penn_sample
+
+from storage.backend import location
+from storage.reader import open_store
+from storage.writer import read_pointer
 
 TCMR = [sys.executable, "-c", "from flows.cli import main; main()"]
 
@@ -45,3 +51,29 @@ def test_missing_root_is_one_clear_line(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'absent'}: dataset root of h36m not found (field `root`)"
     ]
+
+
+def test_a_killed_build_reruns_to_completion(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    args = [
+        "build-features", "pennaction", "--split", "train", "--device", "cpu",
+        "--batch-size", "4", "--data-root", str(penn_sample(tmp_path_factory)),
+        "--store", str(tmp_path),
+    ]  # fmt: skip
+    group = tmp_path / "pennaction" / "train" / "clean"
+    build = subprocess.Popen([*TCMR, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not (group / "segments").exists() and build.poll() is None:
+        assert time.monotonic() < deadline, "the build never started writing"
+        time.sleep(0.05)
+    build.send_signal(signal.SIGKILL)
+    killed = build.wait()
+    pointer_after_kill = read_pointer(location(str(tmp_path)), "pennaction/train/clean")
+    rerun = tcmr(*args)
+
+    assert killed == -signal.SIGKILL
+    assert pointer_after_kill is None
+    assert rerun.returncode == 0, rerun.stderr
+    assert "built, 2 sequences, 38 frames" in rerun.stdout
+    assert len(open_store(str(tmp_path), "pennaction/train/clean")) == 38
