@@ -202,6 +202,7 @@ def dask_cluster(
         asynchronous=False,
     )
     try:
+        cluster.wait_for_workers(2, timeout=120)  # workers register after start; don't race them
         info = cluster.scheduler_info["workers"]
         by_name = {str(w["name"]): address for address, w in info.items()}
         yield DaskCluster(cluster.scheduler_address, by_name["gpu"], by_name["cpu"])
