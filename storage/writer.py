@@ -252,7 +252,13 @@ class StoreWriter:
         self._segments.append(segment)
 
     def commit(self) -> str:
-        """Publish data written so far as the group's new version; returns the index id."""
+        """Publish data written so far as the group's new version; returns the index id.
+
+        A version always holds at least one sequence: committing none into a new group, or
+        dropping every committed sequence in append mode, raises `StoreError` ("nothing to
+        commit") and leaves the previous version in place. An empty group would have no
+        windows to train on; to remove a group, delete it.
+        """
         segments = list(self._segments)
         if self._writer is not None:
             segments.append(self._writer.close())
@@ -271,6 +277,12 @@ class StoreWriter:
             if key not in removed
         ]
         table = {column: [old[column][i] for i in keep] for column in SEQUENCE_COLUMNS}
+        if not keep and not new:
+            left = "every committed sequence was dropped" if old["name"] else "no sequence added"
+            raise StoreError(
+                f"store {self.where}: nothing to commit ({left}); a version needs at least one "
+                "sequence"
+            )
         old_valid = self._old_valid(keep)
         for segment in segments:
             for seq in segment.sequences:

@@ -193,3 +193,17 @@ def test_writes_are_shard_aligned(tmp_path: Path, provenance: Provenance, monkey
     # Every write starts on a shard boundary and covers whole shards, except the last one.
     assert writes == [(0, 32), (32, 64), (64, 75)]
     assert set(original) == set(segment._arrays)
+
+
+def test_commit_without_sequences_is_a_clear_error(tmp_path: Path, provenance: Provenance) -> None:
+    with pytest.raises(StoreError, match=f"{GROUP}: nothing to commit \\(no sequence added"):
+        StoreWriter(str(tmp_path), GROUP, provenance).commit()
+    assert store_groups(str(tmp_path)) == []
+    write(tmp_path, provenance, {"a": 20, "b": 18})
+    writer = StoreWriter(str(tmp_path), GROUP, provenance)
+    writer.drop("a", 0)
+    writer.drop("b", 0)
+    with pytest.raises(StoreError, match="nothing to commit \\(every committed sequence"):
+        writer.commit()
+    # The previous version stays the readable one.
+    assert [s.name for s in open_store(str(tmp_path), GROUP).sequences] == ["a", "b"]
