@@ -1,5 +1,8 @@
 """Penn Action reader: `labels/<stem>.mat` (MATLAB v5) with the frames in `frames/<stem>/*.jpg`.
 
+The official `Penn_Action.tar.gz` unpacks into a top-level `Penn_Action/` folder, so the
+dataset root may be either the folder holding `labels/` or its parent (`dataset_root`).
+
 Official rules (VIBE/TCMR `penn_action_utils`, datasets.md §8, tcmr.md §6), as parameters:
 all videos are used for training whatever their `train` flag (`split="test"` selects the
 flag -1 videos instead); a joint is visible when its coordinates are non-zero (TCMR; VIBE
@@ -44,6 +47,21 @@ class PennActionRules:
     min_frames: int = SEQLEN
 
 
+ARCHIVE_FOLDER = "Penn_Action"
+
+
+def dataset_root(root: Path) -> Path:
+    """The folder holding `labels/` and `frames/`: `root` itself or `root/Penn_Action`."""
+    root = Path(root)
+    for candidate in (root, root / ARCHIVE_FOLDER):
+        if (candidate / "labels").is_dir():
+            return candidate
+    raise MissingFileError(
+        f"{root}: no Penn Action 'labels' folder (looked for {root / 'labels'} and "
+        f"{root / ARCHIVE_FOLDER / 'labels'})"
+    )
+
+
 def _label(path: Path) -> dict[str, Any]:
     """The label fields VIBE reads, checked for shape and finiteness."""
     try:
@@ -74,7 +92,7 @@ def read_penn_action(
     quarantine: Quarantine | None = None,
     rules: PennActionRules | None = None,
 ) -> Iterator[SequenceRecord]:
-    """Yield one record per video (or unbroken run of boxed frames) of `root/labels`."""
+    """Yield one record per video (or unbroken run of boxed frames) of the labels folder."""
     if split not in ("train", "test"):
         raise ValueError(f"Penn Action split must be train or test, got {split!r}")
     rules = rules or PennActionRules()
@@ -82,13 +100,14 @@ def read_penn_action(
         raise ValueError(f"labelling must be one of {', '.join(PENN_ACTION_LABELLINGS)}")
     if rules.visibility not in ("nonzero", "flag"):
         raise ValueError("visibility must be 'nonzero' or 'flag'")
-    files = sorted((Path(root) / "labels").glob("*.mat"))
+    root = dataset_root(root)
+    files = sorted((root / "labels").glob("*.mat"))
     if not files:
-        raise MissingFileError(f"{Path(root) / 'labels'}: no Penn Action label files (*.mat)")
+        raise MissingFileError(f"{root / 'labels'}: no Penn Action label files (*.mat)")
     for path in files:
         key = f"{DATASET}/{split}/{path.stem}/person0"
         try:
-            yield from _video(Path(root), path, split, rules, quarantine)
+            yield from _video(root, path, split, rules, quarantine)
         except FormatError as error:
             if quarantine is None:
                 raise

@@ -13,7 +13,7 @@ import scipy.io
 from pipeline.datasets.penn_action import PennActionRules, read_penn_action
 from pipeline.datasets.records import Quarantine
 from pipeline.sample.penn_action import HIDDEN, ZERO_POINT
-from storage.errors import FormatError
+from storage.errors import FormatError, MissingFileError
 
 
 def test_counts_shapes_and_planted_points(sample_dir: Path, sample_truth: dict[str, Any]) -> None:
@@ -86,3 +86,17 @@ def test_bad_inputs(sample_dir: Path, tmp_path: Path) -> None:
     scipy.io.savemat(other, {k: v for k, v in mat.items() if not k.startswith("__")})
     with pytest.raises(FormatError, match=r"0002\.mat: field y contains NaN"):
         list(read_penn_action(root))
+
+
+def test_root_or_official_archive_folder(sample_dir: Path, tmp_path: Path) -> None:
+    # The official Penn_Action.tar.gz unpacks into Penn_Action/{frames,labels}.
+    root = tmp_path / "pennaction"
+    shutil.copytree(sample_dir / "pennaction", root / "Penn_Action")
+    flat = list(read_penn_action(sample_dir / "pennaction"))
+    nested = list(read_penn_action(root))
+    assert [(r.name, len(r)) for r in nested] == [(r.name, len(r)) for r in flat]
+    np.testing.assert_array_equal(nested[0].joints2d, flat[0].joints2d)
+    assert nested[0].images[0].path.endswith("Penn_Action/frames/0001/000001.jpg")
+    assert nested[0].content_hash == flat[0].content_hash
+    with pytest.raises(MissingFileError, match="Penn_Action/labels"):
+        list(read_penn_action(tmp_path / "empty"))
