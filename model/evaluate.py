@@ -19,7 +19,6 @@ Windows run in batches of any size (the official script used 8); `evaluate` writ
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import time
@@ -46,6 +45,7 @@ from model.metrics import (
 from model.smpl import SMPL
 from model.tcmr import TCMR
 from storage.errors import StoreError, TcmrError
+from storage.hashing import file_sha256
 from storage.layout import COMMON_JOINTS, COMMON_PELVIS
 from storage.reader import Store, open_store
 from storage.settings import Settings, get_settings
@@ -271,14 +271,6 @@ def score(frames: FramePredictions, rule: JointRule, protocol: str, names: list[
     return Scores(summary, rows, curves)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_atomic(path: Path, write: Any) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -447,7 +439,7 @@ def evaluate(
         "batch_size": batch_size,
         "provenance": {
             "checkpoint": str(Path(checkpoint).resolve()),
-            "checkpoint_sha256": _sha256(Path(checkpoint)),
+            "checkpoint_sha256": file_sha256(checkpoint),
             "model_config": model.config.to_dict(),
             "store": str(store_root),
             "group": group,

@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline.datasets.records import Quarantine, SequenceRecord
-from pipeline.features import extract_to_store, file_sha256
+from pipeline.features import extract_to_store
 from pipeline.occlusion import OccluderBank, load_voc_occluders, procedural_occluders
 from storage.backend import location
 from storage.errors import FormatError, MissingFileError
+from storage.hashing import file_sha256
 from storage.maintenance import plan_refresh
 from storage.provenance import Provenance
 from storage.reader import content_hashes, open_store

@@ -11,7 +11,6 @@ into a temporary folder that is moved into place only when complete.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import http.client
 import json
 import os
@@ -32,6 +31,7 @@ from urllib.parse import unquote, urlsplit
 from tqdm import tqdm
 
 from storage.errors import FormatError, MissingFileError, TcmrError
+from storage.hashing import file_sha256
 
 CHUNK = 1 << 20
 MARKER_SUFFIX = ".sha256"
@@ -67,15 +67,6 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def file_name_of(url: str) -> str:
@@ -131,7 +122,7 @@ def fetch(
             origin.unlink()
         raise
 
-    actual = sha256_of(part)
+    actual = file_sha256(part)
     if expected is not None and actual != expected:
         part.unlink()
         origin.unlink()
@@ -154,7 +145,7 @@ def _already_verified(final: Path, marker_path: Path, url: str, expected: str | 
         if expected is not None:
             return marker.sha256 == expected
         return marker.url == url
-    if expected is not None and sha256_of(final) == expected:
+    if expected is not None and file_sha256(final) == expected:
         _Marker(url=url, sha256=expected, size=final.stat().st_size).write(marker_path)
         return True
     return False

@@ -10,7 +10,6 @@ killed run resumes at the first sequence the store does not hold.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import itertools
 import time
@@ -39,6 +38,7 @@ from pipeline.datasets.records import Quarantine, SequenceRecord, Skip
 from pipeline.occlusion import OccluderBank, frame_rng, occlude
 from storage.backend import location
 from storage.errors import FormatError, TcmrError
+from storage.hashing import file_sha256
 from storage.layout import FEATURE_DIM
 from storage.provenance import Provenance
 from storage.reader import content_hashes
@@ -375,15 +375,6 @@ def run_extraction(
     if runner.check is not None:
         summary.autocast_max_abs_diff, summary.autocast_mean_abs_diff = runner.check
     return summary
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a checkpoint file, recorded in the store's provenance."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _store_arrays(record: SequenceRecord, features: np.ndarray) -> dict[str, np.ndarray]:

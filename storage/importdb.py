@@ -35,6 +35,7 @@ import numpy as np
 
 from storage.backend import location
 from storage.errors import FormatError, MissingFileError
+from storage.hashing import file_sha256
 from storage.layout import COMMON_JOINTS, NUM_JOINTS
 from storage.maintenance import RefreshPlan, plan_refresh
 from storage.provenance import Provenance
@@ -214,14 +215,6 @@ def sequence_hash(arrays: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class ImportedSequence:
     name: str
@@ -270,7 +263,7 @@ def import_provenance(path: Path | str, crop_scale: float, code_version: str) ->
     return Provenance(
         crop_scale=crop_scale,
         code_version=code_version,
-        source_manifest_digest=file_digest(Path(path)),
+        source_manifest_digest=file_sha256(path),
     )
 
 

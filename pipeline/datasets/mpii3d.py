@@ -25,11 +25,12 @@ import numpy as np
 import scipy.io
 
 from pipeline.bbox import extent_bbox
-from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord, hash_files
+from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord
 from pipeline.datasets.skips import reject, reject_error
 from pipeline.datasets.video import probe_video
 from pipeline.joints import SPIN_INDEX, to_spin49
 from storage.errors import FormatError, MissingFileError
+from storage.hashing import hash_files
 from storage.layout import SEQLEN
 
 DATASET = "mpii3d"

@@ -26,10 +26,11 @@ import numpy as np
 import scipy.io
 
 from pipeline.bbox import extent_bbox
-from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord, hash_files
+from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord
 from pipeline.datasets.segments import runs
 from pipeline.joints import PENN_ACTION_LABELLINGS, to_spin49
 from storage.errors import FormatError, MissingFileError
+from storage.hashing import hash_files
 from storage.layout import SEQLEN
 
 DATASET = "pennaction"

@@ -29,9 +29,10 @@ import numpy as np
 from pycocotools.coco import COCO
 
 from pipeline.bbox import extent_bbox
-from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord, hash_files
+from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord
 from pipeline.joints import to_spin49
 from storage.errors import FormatError, MissingFileError
+from storage.hashing import hash_files
 
 DATASET = "posetrack"
 FPS = 30.0

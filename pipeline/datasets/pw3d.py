@@ -26,11 +26,12 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from pipeline.bbox import smooth_bbox
-from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord, hash_files
+from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord
 from pipeline.datasets.segments import runs
 from pipeline.joints import SPIN_INDEX, to_spin49
 from pipeline.smpl_body import SpinBody, load_smpl_arrays
 from storage.errors import FormatError, MissingFileError
+from storage.hashing import hash_files
 from storage.layout import H36M_TO_J14, SEQLEN
 from storage.settings import get_settings
 

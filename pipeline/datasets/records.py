@@ -7,7 +7,6 @@ dataset does not provide has confidence / validity 0 and coordinates 0.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,16 +91,6 @@ class SequenceRecord:
     @property
     def key(self) -> str:
         return f"{self.dataset}/{self.split}/{self.name}/person{self.person_id}"
-
-
-def hash_files(paths: list[Path | str], extra: bytes = b"") -> str:
-    """Content hash (sha256) of the source files a record was read from, in order."""
-    digest = hashlib.sha256(extra)
-    for path in paths:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
