@@ -3,19 +3,36 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 if TYPE_CHECKING:
-    from pipeline.build import BuildRequest
+    from flows.parameters import DatasetSpec, FeatureRecipe
 
 
-def _run(requests: list[BuildRequest]) -> None:
-    """Build each request in turn and print one line per group."""
+DataRoot = Annotated[Path, typer.Option(help="Folder of release layouts.")]
+Store = Annotated[str | None, typer.Option(help="Store root; default: the `store` setting.")]
+BaseData = Annotated[Path | None, typer.Option(help="Base data; default: sample's or setting.")]
+VocRoot = Annotated[Path | None, typer.Option(help="PASCAL VOC 2012 root for occluders.")]
+Seed = Annotated[int, typer.Option(help="Occlusion seed.")]
+Checkpoint = Annotated[Path | None, typer.Option(help="SPIN checkpoint.")]
+Device = Annotated[str, typer.Option(help="auto, cpu or a torch device.")]
+BatchSize = Annotated[int, typer.Option(help="Backbone batch size.")]
+
+
+def _run(
+    specs: list[DatasetSpec],
+    data_root: Path,
+    store: str | None,
+    base_data: Path | None,
+    recipe: FeatureRecipe,
+) -> None:
+    """Build each dataset part in turn and print one line per group."""
+    from flows.parameters import requests_for
     from pipeline.build import build_dataset
 
-    for request in requests:
+    for request in requests_for(specs, data_root, store, recipe, base_data):
         result = build_dataset(request, progress=True)
         skipped = sum(result.skipped.values())
         typer.echo(
@@ -35,22 +52,20 @@ def register(app: typer.Typer) -> None:
             ..., help="3dpw, mpii3d, h36m, insta, pennaction, posetrack."
         ),
         split: list[str] = typer.Option(["train"], help="Split(s) to build (repeatable)."),
-        data_root: Path = typer.Option(Path("data/sample"), help="Folder of release layouts."),
+        data_root: DataRoot = Path("data/sample"),
         root: Path | None = typer.Option(None, help="Root of a single dataset (overrides)."),
-        store: str | None = typer.Option(None, help="Store root; default: the `store` setting."),
-        base_data: Path | None = typer.Option(
-            None, help="Base data; default: sample's or setting."
-        ),
+        store: Store = None,
+        base_data: BaseData = None,
         occlusion: bool = typer.Option(False, help="Occlusion augmentation on the crops."),
-        voc_root: Path | None = typer.Option(None, help="PASCAL VOC 2012 root for occluders."),
-        seed: int = typer.Option(0, help="Occlusion seed."),
+        voc_root: VocRoot = None,
+        seed: Seed = 0,
         crop_scale: float | None = typer.Option(None, help="Crop scale (own variant)."),
-        checkpoint: Path | None = typer.Option(None, help="SPIN checkpoint."),
-        device: str = typer.Option("auto", help="auto, cpu or a torch device."),
-        batch_size: int = typer.Option(32, help="Backbone batch size."),
+        checkpoint: Checkpoint = None,
+        device: Device = "auto",
+        batch_size: BatchSize = 32,
     ) -> None:
         """Build feature store groups; unchanged sources are skipped without parsing."""
-        from flows.parameters import DatasetSpec, FeatureRecipe, requests_for
+        from flows.parameters import DatasetSpec, FeatureRecipe
 
         if root is not None and len(datasets) != 1:
             raise typer.BadParameter("--root names one dataset's folder; give one dataset")
@@ -64,32 +79,31 @@ def register(app: typer.Typer) -> None:
             device=device,
             batch_size=batch_size,
         )
-        _run(requests_for(specs, data_root, store, recipe, base_data))
+        _run(specs, data_root, store, base_data, recipe)
 
     @app.command("refresh")
     def refresh(
-        data_root: Path = typer.Option(Path("data/sample"), help="Folder of release layouts."),
-        store: str | None = typer.Option(None, help="Store root; default: the `store` setting."),
-        base_data: Path | None = typer.Option(
-            None, help="Base data; default: sample's or setting."
-        ),
+        data_root: DataRoot = Path("data/sample"),
+        store: Store = None,
+        base_data: BaseData = None,
         occlusion: bool = typer.Option(False, help="Refresh the occlusion variant."),
-        voc_root: Path | None = typer.Option(None, help="PASCAL VOC 2012 root for occluders."),
-        seed: int = typer.Option(0, help="Occlusion seed."),
+        voc_root: VocRoot = None,
+        seed: Seed = 0,
         crop_scale: float | None = typer.Option(None, help="Crop scale of the variant."),
-        checkpoint: Path | None = typer.Option(None, help="SPIN checkpoint."),
-        device: str = typer.Option("auto", help="auto, cpu or a torch device."),
-        batch_size: int = typer.Option(32, help="Backbone batch size."),
+        checkpoint: Checkpoint = None,
+        device: Device = "auto",
+        batch_size: BatchSize = 32,
     ) -> None:
         """Update every store group of a variant: new or changed sequences in, removed out."""
-        from flows.parameters import FeatureRecipe, requests_for, stored_datasets
+        from flows.parameters import FeatureRecipe, stored_datasets
         from pipeline.build import variant_name
         from storage.settings import get_settings
 
         store = store or get_settings().store
-        specs = stored_datasets(store, variant_name(occlusion, crop_scale))
+        variant = variant_name(occlusion, crop_scale)
+        specs = stored_datasets(store, variant)
         if not specs:
-            typer.echo(f"no {variant_name(occlusion, crop_scale)} store groups under {store}")
+            typer.echo(f"no {variant} store groups under {store}")
             return
         recipe = FeatureRecipe(
             occlusion=occlusion,
@@ -100,4 +114,4 @@ def register(app: typer.Typer) -> None:
             device=device,
             batch_size=batch_size,
         )
-        _run(requests_for(specs, data_root, store, recipe, base_data))
+        _run(specs, data_root, store, base_data, recipe)
