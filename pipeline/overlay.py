@@ -63,6 +63,39 @@ def draw_people(
     return image
 
 
+def write_bgr_video(path: Path, frames_bgr: Iterable[np.ndarray], fps: float) -> int:
+    """Write BGR frames as mp4v .mp4 or MJPG .avi; returns the count (0: nothing written).
+
+    Frames go to a sibling temporary name that keeps the suffix (OpenCV picks the container
+    by it) and replace `path` only once all are in, so a failure leaves no half video.
+    """
+    path = Path(path)
+    if path.suffix not in _CODECS:
+        raise FormatError(f"{path}: video suffix must be one of {', '.join(_CODECS)}")
+    temp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    writer: cv2.VideoWriter | None = None
+    count = 0
+    try:
+        for frame in frames_bgr:
+            if writer is None:
+                height, width = frame.shape[:2]
+                fourcc = cv2.VideoWriter.fourcc(*_CODECS[path.suffix])
+                writer = cv2.VideoWriter(str(temp), fourcc, fps, (width, height))
+                if not writer.isOpened():
+                    raise OSError(f"{path}: OpenCV cannot open a {_CODECS[path.suffix]} writer")
+            writer.write(frame)
+            count += 1
+        if writer is not None:
+            writer.release()
+            writer = None
+            os.replace(temp, path)
+    finally:
+        if writer is not None:
+            writer.release()
+        temp.unlink(missing_ok=True)
+    return count
+
+
 def write_overlay(
     path: Path,
     frames: Iterable[tuple[int, np.ndarray]],
@@ -74,30 +107,9 @@ def write_overlay(
 
     `people_at(frame)` is asked per frame, so projected meshes never pile up in memory.
     """
-    path = Path(path)
-    if path.suffix not in _CODECS:
-        raise FormatError(f"{path}: overlay video suffix must be one of {', '.join(_CODECS)}")
-    temp = path.with_name(f".{path.stem}.partial{path.suffix}")
     edges = mesh_edges(np.asarray(faces))
-    writer: cv2.VideoWriter | None = None
-    count = 0
-    try:
-        for index, frame in frames:
-            if writer is None:
-                height, width = frame.shape[:2]
-                fourcc = cv2.VideoWriter.fourcc(*_CODECS[path.suffix])
-                writer = cv2.VideoWriter(str(temp), fourcc, fps, (width, height))
-                if not writer.isOpened():
-                    raise OSError(f"{path}: OpenCV cannot open a {_CODECS[path.suffix]} writer")
-            drawn = draw_people(frame, people_at(index), edges)
-            writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-            count += 1
-        if writer is not None:
-            writer.release()
-            writer = None
-            os.replace(temp, path)
-    finally:
-        if writer is not None:
-            writer.release()
-        temp.unlink(missing_ok=True)
-    return count
+    drawn = (
+        cv2.cvtColor(draw_people(frame, people_at(index), edges), cv2.COLOR_RGB2BGR)
+        for index, frame in frames
+    )
+    return write_bgr_video(path, drawn, fps)

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from pipeline.overlay import write_bgr_video
 from pipeline.sample.body import synthetic_smpl_arrays
 from pipeline.smpl_body import BodyOutput, SpinBody
 
@@ -28,7 +29,6 @@ _L_SHOULDER, _R_SHOULDER, _L_ELBOW, _R_ELBOW = 16, 17, 18, 19
 # which is the painter's algorithm at slab resolution and fast enough for hundreds of frames.
 _DEPTH_SLABS = 24
 _SHADE_LEVELS = 8
-_CODECS = {".avi": "MJPG", ".mp4": "mp4v"}
 
 
 @lru_cache(maxsize=2)
@@ -213,36 +213,13 @@ def render_clip(
     return frames, posed
 
 
-def _partial(path: Path) -> Path:
-    """A sibling temporary name that keeps the suffix (OpenCV picks the container by it)."""
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
-
-
 def write_video(path: Path, frames: Iterable[np.ndarray], fps: float) -> int:
     """Write BGR frames as MJPG .avi or mp4v .mp4 (atomically); returns the frame count."""
     path = Path(path)
-    if path.suffix not in _CODECS:
-        raise ValueError(f"{path}: video suffix must be one of {', '.join(_CODECS)}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = _partial(path)
-    writer: cv2.VideoWriter | None = None
-    count = 0
-    try:
-        for frame in frames:
-            if writer is None:
-                height, width = frame.shape[:2]
-                fourcc = cv2.VideoWriter.fourcc(*_CODECS[path.suffix])
-                writer = cv2.VideoWriter(str(temp), fourcc, fps, (width, height))
-                if not writer.isOpened():
-                    raise OSError(f"{path}: OpenCV cannot open a {_CODECS[path.suffix]} writer")
-            writer.write(frame)
-            count += 1
-    finally:
-        if writer is not None:
-            writer.release()
+    count = write_bgr_video(path, frames, fps)
     if count == 0:
         raise ValueError(f"{path}: no frames to write")
-    os.replace(temp, path)
     return count
 
 
