@@ -8,44 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from pipeline.sample.base_data import write_base_data
-from storage.provenance import Provenance
-from storage.writer import StoreWriter
+from tests.model.train_eval_stores import write_store
 
 TCMR = [sys.executable, "-c", "from flows.cli import main; main()"]
 
 
 def tcmr(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*TCMR, *args], capture_output=True, text=True, env=env, timeout=300)
-
-
-def write_group(root: Path, group: str, lengths: list[int], labels: bool) -> None:
-    rng = np.random.default_rng(len(group))
-    writer = StoreWriter(str(root), group, Provenance())
-    for i, n in enumerate(lengths):
-        joints3d = rng.normal(scale=0.3, size=(n, 49, 4)).astype(np.float32)
-        joints3d[..., 3] = 1.0
-        writer.add(
-            f"seq{i}",
-            0,
-            30.0,
-            f"{group}{i}",
-            {
-                "features": rng.normal(size=(n, 2048)).astype(np.float32),
-                "joints2d": rng.random((n, 49, 3), dtype=np.float32) * 200,
-                "joints3d": joints3d * labels,
-                "pose": rng.normal(scale=0.2, size=(n, 72)).astype(np.float32) * labels,
-                "shape": rng.normal(scale=0.5, size=(n, 10)).astype(np.float32) * labels,
-                "bbox": np.tile(np.float32([100, 100, 150, 150]), (n, 1)),
-                "frame_index": np.arange(n),
-                "valid": np.ones(n, bool),
-                "has_smpl": np.full(n, labels),
-            },
-        )
-    writer.commit()
 
 
 CONFIG = """
@@ -77,9 +49,10 @@ max_windows = 4
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("cli")
     write_base_data(root / "base", seed=0)
-    write_group(root / "stores", "insta/train/base", [32], labels=False)
-    write_group(root / "stores", "3dpw/train/base", [32], labels=True)
-    write_group(root / "stores", "3dpw/test/base", [17, 20], labels=True)
+    stores = root / "stores"
+    write_store(stores, "insta/train/base", [32], seed=1, with_3d=False, with_smpl=False)
+    write_store(stores, "3dpw/train/base", [32], seed=2)
+    write_store(stores, "3dpw/test/base", [17, 20], seed=3)
     return {
         **os.environ,
         "TCMR_BASE_DATA": str(root / "base"),
