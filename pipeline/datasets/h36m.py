@@ -137,6 +137,24 @@ def _runs(keep: np.ndarray) -> list[np.ndarray]:
     return np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1)
 
 
+def _too_short(
+    rows: np.ndarray,
+    rules: H36mRules,
+    quarantine: Quarantine | None,
+    key: str,
+    file: Path,
+    field_name: str,
+) -> bool:
+    """Whether a run is below the minimum length: a recorded skip, never an error (runs this
+    short are normal after subsampling)."""
+    if rows.size >= rules.min_length:
+        return False
+    if quarantine is not None:
+        reason = f"{rows.size} frames after subsampling, fewer than {rules.min_length}"
+        quarantine.add(key, file, field_name, reason)
+    return True
+
+
 def _smpl(
     table: dict | None, act: str, subact: str, cam: str, frames: list[int], path: Path
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
@@ -234,11 +252,9 @@ def _read_json(
             runs = _runs(present)
             for index, rows in enumerate(runs):
                 name = key if len(runs) == 1 else f"{key}_seg{index}"
-                if rows.size < rules.min_length:
-                    if quarantine is not None:
-                        quarantine.add(f"{DATASET}/{split}/{name}", folder, "images",
-                                       f"{rows.size} frames after subsampling, fewer than "
-                                       f"{rules.min_length}")  # fmt: skip
+                if _too_short(
+                    rows, rules, quarantine, f"{DATASET}/{split}/{name}", folder, "images"
+                ):
                     continue
                 run_files = [files[i] for i in rows]
                 run_numbers = [numbers[i] for i in rows]
@@ -347,11 +363,7 @@ def _read_raw(
                 reject(quarantine, f"{DATASET}/{split}/{key}", path3d, "Pose",
                         f"NaN coordinates in frames {rows[~finite][:10].tolist()}")  # fmt: skip
                 continue
-            if rows.size < rules.min_length:
-                if quarantine is not None:
-                    quarantine.add(f"{DATASET}/{split}/{key}", path3d, "Pose",
-                                   f"{rows.size} frames after subsampling, fewer than "
-                                   f"{rules.min_length}")  # fmt: skip
+            if _too_short(rows, rules, quarantine, f"{DATASET}/{split}/{key}", path3d, "Pose"):
                 continue
             digest = hashlib.sha256(joints3d.tobytes() + joints2d.tobytes())
             digest.update(f"{video.name}:{video.stat().st_size}".encode())
