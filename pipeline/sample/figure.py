@@ -8,7 +8,6 @@ projects it; `render` paints the mesh as flat-shaded triangles over a textured b
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,6 +19,7 @@ from scipy.spatial.transform import Rotation
 
 from pipeline.overlay import write_bgr_video
 from pipeline.sample.body import synthetic_smpl_arrays
+from pipeline.sample.files import write_atomic
 from pipeline.smpl_body import BodyOutput, SpinBody
 
 # SMPL joint indices driven by the walking motion.
@@ -233,12 +233,8 @@ def encode_jpeg(frame: np.ndarray, quality: int = 90) -> bytes:
 
 def write_jpeg(path: Path, frame: np.ndarray, quality: int = 90) -> Path:
     """Write one JPEG atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.partial")
-    temp.write_bytes(encode_jpeg(frame, quality))
-    os.replace(temp, path)
-    return path
+    encoded = encode_jpeg(frame, quality)
+    return write_atomic(path, lambda temporary: temporary.write_bytes(encoded))
 
 
 def write_jpegs(

@@ -8,7 +8,6 @@ shoulder); the truth records which SPIN slot each one is.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import numpy as np
 import scipy.io
 
 from pipeline.sample.figure import Camera, MotionClip, render_clip, synthetic_body, write_jpegs
+from pipeline.sample.files import write_atomic
 from pipeline.smpl_body import SpinBody
 
 FRAME_SIZE = (240, 320)  # (H, W); the release is mostly 480x360 and larger
@@ -58,9 +58,6 @@ def write_penn_action(root: Path, seed: int = 0, body: SpinBody | None = None) -
             "nframes": np.array([[frames]], dtype=np.int32),
         }
         path = base / "labels" / f"{stem}.mat"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.stem}.partial.mat")
-        scipy.io.savemat(temp, label)
-        os.replace(temp, path)
+        write_atomic(path, lambda temporary, label=label: scipy.io.savemat(temporary, label))
         truth[stem] = {"x": x, "y": y, "visibility": visibility, "train": train}
     return truth

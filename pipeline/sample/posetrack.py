@@ -12,7 +12,6 @@ wrapped in one-element lists, images under `posetrack2017/images/bonn_5sec/<vid>
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from pipeline.sample.figure import (
     synthetic_body,
     write_jpeg,
 )
+from pipeline.sample.files import write_atomic
 from pipeline.smpl_body import SpinBody
 from storage.layout import SPIN_JOINT_NAMES
 
@@ -51,10 +51,7 @@ VIDEOS = (("000001", "bonn"), ("000002", "mpii"))
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.partial")
-    temp.write_text(json.dumps(data))
-    os.replace(temp, path)
+    write_atomic(path, lambda temporary: temporary.write_text(json.dumps(data)))
 
 
 def _people(body: SpinBody, camera: Camera, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:

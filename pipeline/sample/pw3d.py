@@ -9,7 +9,6 @@ recovers the camera-frame body. Returned truth is in the camera frame.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from pipeline.sample.figure import (
     synthetic_body,
     write_jpeg,
 )
+from pipeline.sample.files import write_atomic
 from pipeline.sample.py2pickle import dumps_py2
 from pipeline.smpl_body import SpinBody
 from storage.layout import H36M_TO_J14, SPIN_JOINT_NAMES
@@ -157,11 +157,9 @@ def write_3dpw(root: Path, seed: int = 0, body: SpinBody | None = None) -> Pw3dT
             "cam_poses": cam_poses,
             "cam_intrinsics": camera.K.copy(),
         }
+        pickled = dumps_py2(data)
         path = base / "sequenceFiles" / split / f"{sequence}.pkl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.partial")
-        temp.write_bytes(dumps_py2(data))
-        os.replace(temp, path)
+        write_atomic(path, lambda temporary, pickled=pickled: temporary.write_bytes(pickled))
         _render_sequence(base / "imageFiles" / sequence, camera, meshes, body.faces, seed)
     return truth
 
