@@ -13,54 +13,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from bench._common import add_results_argument, describe_machine, write_result
 from model.config import ModelConfig
 from model.data import EvalDataset
 from model.evaluate import JOINT_RULES, predict_frames
 from model.tcmr import build_model
 from model.train import DatasetSpec, TrainConfig, ValidationSpec, train
 from pipeline.sample.base_data import write_base_data
-from storage.provenance import Provenance
 from storage.reader import open_store
 from storage.settings import Settings
-from storage.writer import StoreWriter
-
-RESULTS = Path(__file__).parent / "results"
-
-
-def write_store(root: Path, group: str, lengths: list[int], seed: int, labels: bool = True) -> None:
-    """A store of random features and labels (throughput does not depend on their values)."""
-    rng = np.random.default_rng(seed)
-    writer = StoreWriter(str(root), group, Provenance())
-    for i, n in enumerate(lengths):
-        joints3d = rng.normal(scale=0.3, size=(n, 49, 4)).astype(np.float32)
-        joints3d[..., 3] = float(labels)
-        writer.add(
-            f"seq{i}",
-            0,
-            30.0,
-            f"{group}-{i}",
-            {
-                "features": rng.normal(size=(n, 2048)).astype(np.float32),
-                "joints2d": rng.random((n, 49, 3), dtype=np.float32) * 200,
-                "joints3d": joints3d * labels,
-                "pose": rng.normal(scale=0.2, size=(n, 72)).astype(np.float32) * labels,
-                "shape": rng.normal(scale=0.5, size=(n, 10)).astype(np.float32) * labels,
-                "bbox": np.tile(np.float32([100, 100, 150, 150]), (n, 1)),
-                "frame_index": np.arange(n),
-                "valid": np.ones(n, bool),
-                "has_smpl": np.full(n, labels),
-            },
-        )
-    writer.commit()
+from tests.model.train_eval_stores import write_store
 
 
 def windows_per_second(model, data, batch: int, device: str, repeats: int) -> float:
@@ -85,6 +53,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_results_argument(parser)
     args = parser.parse_args()
     device = args.device
     config = ModelConfig(hidden_size=args.hidden)
@@ -95,7 +64,9 @@ def main() -> None:
         settings = Settings(base_data=root / "base", store=str(root / "stores"), device=device)
         per_seq = max(16, args.frames // 4)
         write_store(root / "stores", "3dpw/test/base", [per_seq] * 4, seed=1)
-        write_store(root / "stores", "insta/train/base", [64] * 4, seed=2, labels=False)
+        write_store(
+            root / "stores", "insta/train/base", [64] * 4, seed=2, with_3d=False, with_smpl=False
+        )
         write_store(root / "stores", "3dpw/train/base", [64] * 4, seed=3)
 
         torch.manual_seed(0)
@@ -120,11 +91,9 @@ def main() -> None:
         rows = [json.loads(line) for line in (root / "run" / "metrics.jsonl").open()]
         it_per_s = next(row["it_per_s"] for row in rows if row["kind"] == "epoch")
 
-    gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else "none"
     lines = [
         f"# bench/evaluate.py  {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-        f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"GPU {gpu}, torch {torch.__version__}, {torch.get_num_threads()} threads; device {device}",
+        f"# {describe_machine(device)}",
         f"# model: GRU hidden {args.hidden}; {len(data)} evaluation windows; best of "
         f"{args.repeats} after warm-up",
         f"evaluation, official batch 8      : {official:9.1f} windows/s",
@@ -133,11 +102,8 @@ def main() -> None:
         f"training (19 + 13 windows a step): {it_per_s:9.3f} it/s over {args.steps} steps "
         f"({it_per_s * 32:.1f} windows/s)",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text, end="")
     name = "evaluate-gpu.txt" if device.startswith("cuda") else "evaluate-cpu.txt"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / name).write_text(text)
+    write_result(args.results, name, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import cv2
 import numpy as np
 import torch
 
+from bench._common import add_results_argument, describe_machine, synchronize, write_result
 from model.backbone import load_spin_backbone
 from pipeline.crop import crop_image, decode_image_file, normalize
 from pipeline.datasets.records import ImageRef, SequenceRecord
@@ -34,20 +34,9 @@ from pipeline.features import BackboneRunner, extract_to_store
 from pipeline.sample.base_data import write_base_data
 from storage.reader import open_store
 
-RESULTS = Path(__file__).parent / "results"
 UNIQUE_FRAMES = 48
 SEQUENCE_LENGTH = 48
 WIDTH, HEIGHT = 960, 540
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _write_frames(folder: Path) -> list[Path]:
@@ -93,11 +82,6 @@ def _records(frames: list[Path], total: int) -> list[SequenceRecord]:
     return records
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def backbone_only(checkpoint: Path, device: torch.device, batch: int, batches: int) -> float:
     """Frames/s of the backbone on normalised tensors already on the device."""
     runner = BackboneRunner(load_spin_backbone(checkpoint), device, autocast=True)
@@ -114,11 +98,11 @@ def backbone_only(checkpoint: Path, device: torch.device, batch: int, batches: i
                 runner.backbone(inputs)
 
     step()
-    _synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(batches):
         step()
-    _synchronize(device)
+    synchronize(device)
     return batch * batches / (time.perf_counter() - start)
 
 
@@ -138,7 +122,7 @@ def official_way(
             video = torch.from_numpy(np.stack(crops)).to(device)
             for lo in range(0, len(video), 200):
                 outputs.append(model(video[lo : lo + 200]).cpu().numpy())
-    _synchronize(device)
+    synchronize(device)
     frames = sum(len(r) for r in records)
     return frames / (time.perf_counter() - start), np.concatenate(outputs)
 
@@ -149,11 +133,11 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    add_results_argument(parser)
     args = parser.parse_args()
     device = torch.device(args.device)
     batch = args.batch_size or (512 if device.type == "cuda" else 32)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model()
-    load = os.getloadavg()[0]
+    machine = describe_machine(str(device))
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -173,9 +157,8 @@ def main() -> None:
         diff = np.abs(stored - official_features)
 
     lines = [
-        f"device: {name} ({device.type}); torch {torch.__version__}; "
-        f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, "
-        f"{args.threads} decode threads; 1-min load average at start {load:.1f}",
+        machine,
+        f"{args.threads} decode threads",
         f"frames: {args.frames} ({WIDTH}x{HEIGHT} JPEG, sequences of {SEQUENCE_LENGTH}); "
         f"batch {batch}; precision {summary.precision}",
         f"backbone only (ready tensors): {limit:10.1f} frames/s",
@@ -186,10 +169,7 @@ def main() -> None:
         f"mean |diff| {diff.mean():.4g}",
         summary.render(),
     ]
-    text = "\n".join(lines)
-    print(text)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"features-{device.type}.txt").write_text(text + "\n")
+    write_result(args.results, f"features-{device.type}.txt", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -15,38 +15,19 @@ results go to `bench/results/infer-<device>.txt`.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 from pathlib import Path
 
 import torch
 
+from bench._common import add_results_argument, describe_machine, write_result
 from flows.infer import STAGES, InferenceReport, run_inference
 from pipeline.sample.base_data import write_base_data
 from pipeline.sample.people_video import mot_lines, write_people_video
 from pipeline.sample.tcmr_checkpoint import write_official_tcmr_checkpoint
 from storage.settings import Settings
 
-RESULTS = Path(__file__).parent / "results"
 FRAME_SIZE = (360, 640)
-
-
-def _machine(device: str) -> str:
-    if device.startswith("cuda"):
-        name = torch.cuda.get_device_name(torch.device(device))
-    else:
-        cpuinfo = Path("/proc/cpuinfo")
-        models = [
-            line.split(":", 1)[1].strip()
-            for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
-            if line.startswith("model name")
-        ]
-        name = models[0] if models else platform.machine()
-    return (
-        f"device: {name} ({device}); torch {torch.__version__}; {os.cpu_count()} CPUs, "
-        f"{torch.get_num_threads()} torch threads; 1-min load average {os.getloadavg()[0]:.1f}"
-    )
 
 
 def _row(label: str, report: InferenceReport) -> str:
@@ -60,10 +41,11 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=64)
+    add_results_argument(parser)
     args = parser.parse_args()
     device_kind = "cuda" if args.device.startswith("cuda") else "cpu"
     lines = [
-        _machine(args.device),
+        describe_machine(args.device),
         f"{args.frames} frames of {FRAME_SIZE[1]}x{FRAME_SIZE[0]} mp4, batch {args.batch_size}; "
         "frames per second of video per stage",
         f"{'run':<22} {'tracks':>6} "
@@ -97,10 +79,7 @@ def main() -> None:
             )
             lines.append(_row(label, report))
             print(lines[-1], flush=True)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"infer-{device_kind}.txt").write_text(text)
+    write_result(args.results, f"infer-{device_kind}.txt", "\n".join(lines))
 
 
 if __name__ == "__main__":

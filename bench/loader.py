@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -31,6 +29,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from bench._common import add_results_argument, describe_machine, write_result
 
 SEQ_LEN = 600
 MPII3D_3D = [*range(25, 40), 41, 43]
@@ -216,18 +216,6 @@ def run_mode(mode: str, workdir: Path, batches: int, workers: int) -> dict:
     return result
 
 
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo
-                if line.startswith("model name")), platform.processor())  # fmt: skip
-    mem = int(Path("/proc/meminfo").read_text().split()[1]) / 1024**2
-    import torch
-    import zarr
-
-    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.platform()}, "
-            f"Python {platform.python_version()}, zarr {zarr.__version__}, torch {torch.__version__}")  # fmt: skip
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=1_000_000)
@@ -236,14 +224,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2, help="best of N runs per mode")
     parser.add_argument("--workdir", type=Path, default=Path("data/bench_loader"))
-    parser.add_argument("--out", type=Path, default=Path("bench/results/loader.txt"))
+    add_results_argument(parser)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mode:
         print(json.dumps(run_mode(args.mode, args.workdir, args.batches, args.workers)))
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
-    lines = [f"machine: {machine()}", f"bench/loader.py --frames {args.frames} --official-frames "
+    lines = [describe_machine(), f"bench/loader.py --frames {args.frames} --official-frames "
              f"{args.official_frames} --batches {args.batches} --workers {args.workers} "
              f"--rounds {args.rounds} (best of rounds; batch 32)"]  # fmt: skip
     tic = time.perf_counter()
@@ -291,10 +279,7 @@ def main() -> None:
         f"{store['peak_rss_total_mb'] / 1024:.2f} GB (<= 2), store/official bytes per frame "
         f"{store['disk_bytes_per_frame'] / off['disk_bytes_per_frame']:.2f} (<= 0.5)"
     )
-    text = "\n".join(lines)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
+    write_result(args.results, "loader.txt", "\n".join(lines))
 
 
 if __name__ == "__main__":

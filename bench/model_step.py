@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -21,28 +20,12 @@ from pathlib import Path
 
 import torch
 
+from bench._common import add_results_argument, describe_machine, synchronize, write_result
 from model.config import ModelConfig, target_frames
 from model.losses import TCMRLoss
 from model.tcmr import build_model
 from pipeline.sample.base_data import write_base_data
 from storage.settings import Settings
-
-RESULTS = Path(__file__).parent / "results" / "model_step.txt"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _median_seconds(
@@ -50,12 +33,12 @@ def _median_seconds(
 ) -> float:
     for _ in range(warmup):
         step()
-    _synchronize(device)
+    synchronize(device)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         step()
-        _synchronize(device)
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -113,11 +96,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
+    add_results_argument(parser)
     args = parser.parse_args()
     devices = [torch.device("cpu")]
     if torch.cuda.is_available():
         devices.append(torch.device("cuda"))
-    load_before = os.getloadavg()[0]
+    machine = describe_machine("cuda" if torch.cuda.is_available() else "cpu")
     with tempfile.TemporaryDirectory() as tmp:
         write_base_data(Path(tmp))
         settings = Settings(base_data=Path(tmp))
@@ -127,20 +111,14 @@ def main() -> None:
 
     lines = [
         f"TCMR model step, batch {args.batch} windows x 16 frames, median of {args.repeats} after 2 warm-up",
-        f"cpu: {_cpu_model()} ({torch.get_num_threads()} torch threads, {os.cpu_count()} cores)",
-        f"torch {torch.__version__}, python {platform.python_version()}",
+        machine,
         # Other processes on the machine slow the CPU figures; the load says how busy it was.
-        f"1-min load average: {load_before:.1f} before, {os.getloadavg()[0]:.1f} after",
+        f"1-min load average after: {os.getloadavg()[0]:.1f}",
     ]
-    if torch.cuda.is_available():
-        lines.append(f"cuda: {torch.cuda.get_device_name(0)}")
     lines.append(f"{'device':<8} {'train windows/s':>16} {'eval windows/s':>16}")
     for device, result in rows:
         lines.append(f"{device.type:<8} {result['train']:>16.1f} {result['eval']:>16.1f}")
-    text = "\n".join(lines) + "\n"
-    print(text, end="")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
+    write_result(args.results, "model_step.txt", "\n".join(lines))
 
 
 if __name__ == "__main__":

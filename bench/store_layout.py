@@ -22,6 +22,8 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
 
+from bench._common import describe_machine
+
 CODECS = {
     "none": None,
     "lz4-shuffle": BloscCodec(cname="lz4", clevel=5, shuffle=BloscShuffle.shuffle),
@@ -100,7 +102,8 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=1000)
     args = parser.parse_args()
     data = video_like_features(args.rows)
-    print(f"{args.rows} x 2048 float16 ({data.nbytes / 1e6:.0f} MB raw), zarr {zarr.__version__}")
+    print(describe_machine())
+    print(f"{args.rows} x 2048 float16 ({data.nbytes / 1e6:.0f} MB raw)")
     print(f"{'chunk':>6} {'shard':>6} {'codec':>17} {'write MB/s':>10} {'MB':>6} {'files':>6} "
           f"{'direct w/s':>10} {'aware w/s':>10}")  # fmt: skip
     layouts = [

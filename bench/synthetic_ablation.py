@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench._common import add_results_argument, describe_machine, write_result
 from model.config import ModelConfig, target_frames
 from model.evaluate import JOINT_RULES, FramePredictions, score
 from model.losses import TCMRLoss
@@ -37,8 +37,6 @@ from pipeline.sample.base_data import write_base_data
 from storage.layout import SEQLEN
 from storage.settings import Settings
 from storage.windows import eval_windows
-
-RESULTS = Path(__file__).parent / "results" / "synthetic_ablation.txt"
 
 
 def motion(rng: np.random.Generator, frames: int, fps: float = 30.0) -> np.ndarray:
@@ -166,6 +164,7 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=1.0)
     parser.add_argument("--drop", type=float, default=0.15)
     parser.add_argument("--seed", type=int, default=0)
+    add_results_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -192,8 +191,7 @@ def main() -> None:
     base, tcmr = results.values()
     lines = [
         f"# bench/synthetic_ablation.py  {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-        f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU only",
+        f"# {describe_machine('cpu')}",
         f"# data: 48 train / 8 test sequences (96 / 120 frames), feature noise sd {args.noise}, "
         f"dropout {args.drop}; steps {args.steps}, batch {args.batch}, Adam lr {args.lr}; "
         f"GRU hidden {args.hidden} (paper: 1024), attention 64 (paper: 256), 2 layers",
@@ -217,10 +215,7 @@ def main() -> None:
         "paper's direction (far lower accel error at similar or better PA-MPJPE): "
         + ("reproduced" if reproduced else "NOT reproduced")
     )
-    text = "\n".join(lines) + "\n"
-    print(text, end="")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
+    write_result(args.results, "synthetic_ablation.txt", "\n".join(lines))
 
 
 if __name__ == "__main__":
