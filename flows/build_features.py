@@ -24,6 +24,27 @@ from flows.parameters import (
 from flows.tasks import PartOutcome, fail_if_any, run_parts
 
 
+def run_dataset_parts(
+    datasets: list[DatasetSpec],
+    data_root: Path,
+    store: str | None,
+    recipe: FeatureRecipe,
+    base_data: Path | None,
+    execution: Execution,
+) -> list[PartOutcome]:
+    """Run every part of `datasets` with one recipe, downloading first where links are given."""
+    requests = requests_for(datasets, data_root, store, recipe, base_data)
+    downloads = {spec.dataset: spec.urls for spec in datasets if spec.urls}
+    return run_parts(requests, downloads, execution)
+
+
+def finish(outcomes: list[PartOutcome], flow_name: str) -> list[PartOutcome]:
+    """Publish the run's table and markdown artifacts, then fail the run if any part failed."""
+    publish_run_artifacts([o.summary() for o in outcomes], flow=flow_name)
+    fail_if_any(outcomes, flow_name)
+    return outcomes
+
+
 @flow(name="build-features", log_prints=True)
 def build_features(
     datasets: list[DatasetSpec] = SAMPLE_DATASETS,
@@ -38,9 +59,5 @@ def build_features(
     `store` defaults to the `store` setting; `base_data` to `<data_root>/base_data` when
     present (the sample), else the `base_data` setting.
     """
-    requests = requests_for(datasets, data_root, store, recipe, base_data)
-    downloads = {spec.dataset: spec.urls for spec in datasets if spec.urls}
-    outcomes = run_parts(requests, downloads, execution)
-    publish_run_artifacts([o.summary() for o in outcomes], flow="build-features")
-    fail_if_any(outcomes, "build-features")
-    return outcomes
+    outcomes = run_dataset_parts(datasets, data_root, store, recipe, base_data, execution)
+    return finish(outcomes, "build-features")

@@ -13,16 +13,15 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.events import emit_event
 
-from flows.artifacts import publish_run_artifacts
+from flows.build_features import finish, run_dataset_parts
 from flows.parameters import (
     SAMPLE_ROOT,
     DatasetSpec,
     Execution,
     FeatureRecipe,
-    requests_for,
     stored_datasets,
 )
-from flows.tasks import PartOutcome, fail_if_any, run_parts
+from flows.tasks import PartOutcome
 from pipeline.build import BuildResult, variant_name
 from storage.settings import get_settings
 
@@ -66,12 +65,9 @@ def refresh(
     logger = get_run_logger()
     if not datasets:
         logger.warning("no store groups to refresh under %s", store)
-    requests = requests_for(datasets, data_root, store, recipe, base_data)
-    outcomes = run_parts(requests, {s.dataset: s.urls for s in datasets if s.urls}, execution)
+    outcomes = run_dataset_parts(datasets, data_root, store, recipe, base_data, execution)
     for outcome in outcomes:
         if outcome.result is not None and outcome.result.changed:
             event_id = announce(outcome.result)
             logger.info("%s: emitted %s (event %s)", outcome.result.store, UPDATED_EVENT, event_id)
-    publish_run_artifacts([o.summary() for o in outcomes], flow="refresh")
-    fail_if_any(outcomes, "refresh")
-    return outcomes
+    return finish(outcomes, "refresh")
