@@ -17,17 +17,19 @@ import bisect
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import google_crc32c
 import numcodecs.blosc
 import numpy as np
 import zarr
-from zarr.abc.store import RangeByteRequest, SuffixByteRequest
+from zarr.abc.store import ByteRequest, RangeByteRequest, SuffixByteRequest
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec
 from zarr.codecs.sharding import ShardingCodecIndexLocation
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
+from zarr.storage import LocalStore
 
 from storage.backend import Location, location
 from storage.errors import StoreError
@@ -55,6 +57,8 @@ class ChunkLayout:
     """
 
     store: zarr.abc.store.Store
+    local: Path | None
+    """The folder of a local store: its files are read here, with no event loop round trip."""
     metadata: Any
     length: int
     chunk_shape: tuple[int, ...]
@@ -67,33 +71,31 @@ class ChunkLayout:
         coords = (shard,) + (0,) * (len(self.chunk_shape) - 1)
         return f"{self.where}/{self.metadata.encode_chunk_key(coords)}"
 
-    async def index(self, shard: int) -> np.ndarray | None:
+    def index_read(self, shard: int) -> ByteRead:
+        """The read of one shard's index: its last 16 bytes per chunk + 4 of CRC32C."""
+        return (self, self.shard_key(shard), -1, 16 * self.per_shard + 4)
+
+    def parse_index(self, shard: int, data: np.ndarray | None) -> np.ndarray | None:
         """(offset, nbytes) per chunk of one shard; None when the shard was never written."""
-        key = self.shard_key(shard)
-        size = 16 * self.per_shard + 4
-        buffer = await self.store.get(key, default_buffer_prototype(), SuffixByteRequest(size))
-        if buffer is None:
+        if data is None:
             return None
-        data = buffer.as_numpy_array()
+        size = 16 * self.per_shard + 4
         if len(data) != size or np.uint32(google_crc32c.value(data[:-4])).tobytes() != bytes(
             data[-4:]
         ):
-            raise StoreError(f"shard {key}: index checksum mismatch (corrupt or truncated file)")
+            raise StoreError(
+                f"shard {self.shard_key(shard)}: index checksum mismatch (corrupt or truncated)"
+            )
         return np.frombuffer(data[:-4].tobytes(), dtype="<u8").reshape(self.per_shard, 2)
 
-    async def raw(self, index: np.ndarray | None, block: int) -> np.ndarray | None:
-        """The compressed bytes of chunk `block`; None when it holds only the fill value."""
+    def chunk_read(self, index: np.ndarray | None, block: int) -> ByteRead | None:
+        """The read of chunk `block`'s compressed bytes; None when it holds only fill value."""
         if index is None:
             return None
         offset, nbytes = (int(v) for v in index[block % self.per_shard])
         if offset == _EMPTY:
             return None
-        key = self.shard_key(block // self.per_shard)
-        request = RangeByteRequest(offset, offset + nbytes)
-        buffer = await self.store.get(key, default_buffer_prototype(), request)
-        if buffer is None:
-            raise StoreError(f"shard {key}: missing while reading chunk {block}")
-        return buffer.as_numpy_array()
+        return (self, self.shard_key(block // self.per_shard), offset, nbytes)
 
     def decode(self, raw: np.ndarray | None, block: int) -> np.ndarray:
         """One chunk's rows as zarr returns them (native byte order, cut at the array end)."""
@@ -104,6 +106,58 @@ class ChunkLayout:
             numcodecs.blosc.decompress(raw, out)
         rows = min(self.chunk_shape[0], self.length - block * self.chunk_shape[0])
         return out[:rows].astype(self.dtype.newbyteorder("="), copy=False)
+
+
+def _joined(blocks: list[np.ndarray], offset: int, count: int) -> np.ndarray:
+    """Rows [offset, offset + count) of consecutive blocks, copying only those rows."""
+    parts = []
+    for block in blocks:
+        parts.append(block[offset : offset + count])
+        count -= len(parts[-1])
+        offset = max(0, offset - len(block))
+    return np.concatenate(parts)
+
+
+ByteRead = tuple[ChunkLayout, str, int, int]
+"""(layout, key, offset, nbytes); offset -1 reads the last nbytes of the object."""
+
+
+def _read_file(path: Path, offset: int, nbytes: int) -> np.ndarray | None:
+    try:
+        with open(path, "rb") as file:
+            file.seek(-nbytes if offset < 0 else offset, os.SEEK_END if offset < 0 else os.SEEK_SET)
+            return np.frombuffer(file.read(nbytes), dtype=np.uint8)
+    except FileNotFoundError:
+        return None
+    except OSError as error:  # a file shorter than its index: truncated
+        raise StoreError(f"shard {path}: cannot read {nbytes} bytes ({error})") from error
+
+
+def _request(read: ByteRead) -> ByteRequest:
+    _, _, offset, nbytes = read
+    return SuffixByteRequest(nbytes) if offset < 0 else RangeByteRequest(offset, offset + nbytes)
+
+
+def read_bytes(reads: list[ByteRead]) -> list[np.ndarray | None]:
+    """Byte ranges (None for a missing object): local files here, others concurrently."""
+    out: list[np.ndarray | None] = [None] * len(reads)
+    remote = []
+    for i, (layout, key, offset, nbytes) in enumerate(reads):
+        if layout.local is not None:
+            out[i] = _read_file(layout.local / key, offset, nbytes)
+        else:
+            remote.append(i)
+
+    async def gather() -> list[Any]:
+        prototype = default_buffer_prototype()
+        return await asyncio.gather(
+            *(reads[i][0].store.get(reads[i][1], prototype, _request(reads[i])) for i in remote)
+        )
+
+    if remote:
+        for i, buffer in zip(remote, sync(gather()), strict=True):
+            out[i] = None if buffer is None else buffer.as_numpy_array()
+    return out
 
 
 def chunk_layout(array: zarr.Array) -> ChunkLayout | None:
@@ -130,8 +184,10 @@ def chunk_layout(array: zarr.Array) -> ChunkLayout | None:
     ):
         return None
     big = inner[0].endian is not None and inner[0].endian.value == "big"
+    store = array.store_path.store
     return ChunkLayout(
-        store=array.store_path.store,
+        store=store,
+        local=store.root if isinstance(store, LocalStore) else None,
         metadata=meta,
         length=array.shape[0],
         chunk_shape=chunk_shape,
@@ -202,7 +258,7 @@ class Store:
         self._windows: dict[str, np.ndarray] = {}
         self._layouts: dict[tuple[str, int], ChunkLayout | None] = {}
         self._indexes: dict[BlockKey, np.ndarray | None] = {}
-        self._blocks: OrderedDict[BlockKey, np.ndarray] = OrderedDict()
+        self._blocks: OrderedDict[tuple[int, int], dict[str, np.ndarray]] = OrderedDict()
         self._cached = 0
 
     def __getstate__(self) -> dict[str, Any]:
@@ -300,61 +356,71 @@ class Store:
             self._layouts[key] = layout if ok else None
         return self._layouts[key]
 
-    def _get_blocks(self, keys: list[BlockKey]) -> dict[BlockKey, np.ndarray]:
-        """Chunk blocks (name, segment, block): cached ones, the rest loaded in one round trip."""
-        out: dict[BlockKey, np.ndarray] = {}
+    def _get_blocks(
+        self, names: tuple[str, ...], pairs: list[tuple[int, int]]
+    ) -> list[dict[str, np.ndarray]]:
+        """The arrays `names` of chunk blocks (segment, block): cached, the rest loaded at once.
+
+        The cache holds one entry per block (all arrays read from it so far), so a window
+        costs one or two lookups whatever the number of arrays.
+        """
+        entries = []
         missing = []
-        for key in keys:
-            value = self._blocks.get(key)
-            if value is None:
-                missing.append(key)
+        for pair in pairs:
+            entry = self._blocks.get(pair)
+            if entry is None:
+                entry = self._blocks[pair] = {}
             else:
-                self._blocks.move_to_end(key)
-                out[key] = value
+                self._blocks.move_to_end(pair)
+            entries.append(entry)
+            missing.extend((name, *pair) for name in names if name not in entry)
         if missing:
-            for key, value in self._load(missing).items():
-                self._remember(key, value)
-                out[key] = value
-        return out
+            for (name, segment, block), value in self._load(missing).items():
+                entries[pairs.index((segment, block))][name] = value
+                self._cached += value.nbytes
+            while self._cached > self.cache_bytes and len(self._blocks) > 1:
+                _, old = self._blocks.popitem(last=False)
+                self._cached -= sum(value.nbytes for value in old.values())
+        return entries
 
     def _load(self, keys: list[BlockKey]) -> dict[BlockKey, np.ndarray]:
-        """Fetch blocks concurrently in zarr's event loop; decode the direct ones here."""
-        direct = {key: self._layout(key[0], key[1]) for key in dict.fromkeys(keys)}
+        """Fetch blocks: this store's layout read and decoded directly, others through zarr."""
+        layouts = {key: self._layout(key[0], key[1]) for key in dict.fromkeys(keys)}
+        direct = {key: layout for key, layout in layouts.items() if layout is not None}
         shards = {
             (name, segment, block // layout.per_shard): layout
             for (name, segment, block), layout in direct.items()
-            if layout is not None
         }
         wanted = [shard for shard in shards if shard not in self._indexes]
-
-        async def fetch() -> list[Any]:
-            found = await asyncio.gather(*(shards[k].index(k[2]) for k in wanted))
-            for shard, index in zip(wanted, found, strict=True):
-                self._indexes[shard] = index
-            reads = []
-            for (name, segment, block), layout in direct.items():
-                if layout is None:
-                    rows = slice(block * CHUNK_ROWS, (block + 1) * CHUNK_ROWS)
-                    reads.append(self._array(name, segment)._async_array.getitem((rows,)))
-                else:
-                    index = self._indexes[(name, segment, block // layout.per_shard)]
-                    reads.append(layout.raw(index, block))
-            return await asyncio.gather(*reads)
-
-        values = sync(fetch())
+        found = read_bytes([shards[shard].index_read(shard[2]) for shard in wanted])
+        for shard, data in zip(wanted, found, strict=True):
+            self._indexes[shard] = shards[shard].parse_index(shard[2], data)
+        reads = {
+            key: layout.chunk_read(
+                self._indexes[(key[0], key[1], key[2] // layout.per_shard)], key[2]
+            )
+            for key, layout in direct.items()
+        }
+        present = [key for key, read in reads.items() if read is not None]
+        raw = dict(zip(present, read_bytes([reads[key] for key in present]), strict=True))  # type: ignore[misc]
+        out = {key: layout.decode(raw.get(key), key[2]) for key, layout in direct.items()}
         while len(self._indexes) > SHARD_INDEX_CACHE:
             self._indexes.pop(next(iter(self._indexes)))
-        return {
-            key: np.asarray(value) if layout is None else layout.decode(value, key[2])
-            for (key, layout), value in zip(direct.items(), values, strict=True)
-        }
+        others = [key for key, layout in layouts.items() if layout is None]
+        if others:
 
-    def _remember(self, key: BlockKey, value: np.ndarray) -> None:
-        self._blocks[key] = value
-        self._cached += value.nbytes
-        while self._cached > self.cache_bytes and len(self._blocks) > 1:
-            _, old = self._blocks.popitem(last=False)
-            self._cached -= old.nbytes
+            async def gather() -> list[Any]:
+                return await asyncio.gather(
+                    *(
+                        self._array(name, segment)._async_array.getitem(
+                            (slice(block * CHUNK_ROWS, (block + 1) * CHUNK_ROWS),)
+                        )
+                        for name, segment, block in others
+                    )
+                )
+
+            out.update(zip(others, map(np.asarray, sync(gather())), strict=True))
+        return out
 
     def rows(self, name: str, rows: np.ndarray) -> np.ndarray:
         """Gather arbitrary rows (e.g. one window) through the chunk-block cache."""
@@ -374,10 +440,9 @@ class Store:
         out = np.empty((len(rows), *spec.tail), dtype=spec.dtype)
         blocks = segrows // CHUNK_ROWS
         pairs = [(int(s), int(b)) for s, b in np.unique(np.stack([segments, blocks], 1), axis=0)]
-        got = self._get_blocks([(name, segment, block) for segment, block in pairs])
-        for segment, block in pairs:
+        for (segment, block), entry in zip(pairs, self._get_blocks((name,), pairs), strict=True):
             mask = (segments == segment) & (blocks == block)
-            out[mask] = got[(name, segment, block)][segrows[mask] - block * CHUNK_ROWS]
+            out[mask] = entry[name][segrows[mask] - block * CHUNK_ROWS]
         return out
 
     def span(self, name: str, start: int, count: int) -> np.ndarray:
@@ -400,16 +465,11 @@ class Store:
         segrow = int(self._seq_segrow[seq]) + start - self._firsts_list[seq]
         first, last = segrow // CHUNK_ROWS, (segrow + count - 1) // CHUNK_ROWS
         offset = segrow - first * CHUNK_ROWS
-        blocks = range(first, last + 1)
-        got = self._get_blocks([(name, segment, block) for name in names for block in blocks])
-        out = {}
-        for name in names:
-            if first == last:
-                out[name] = got[(name, segment, first)][offset : offset + count]
-            else:
-                parts = [got[(name, segment, block)] for block in blocks]
-                out[name] = np.concatenate(parts)[offset : offset + count]
-        return out
+        entries = self._get_blocks(names, [(segment, block) for block in range(first, last + 1)])
+        if first == last:
+            entry = entries[0]
+            return {name: entry[name][offset : offset + count] for name in names}
+        return {name: _joined([entry[name] for entry in entries], offset, count) for name in names}
 
     def windows(self, protocol: str) -> np.ndarray:
         """The committed window index: start rows (train_*) or row matrices [W, 16] (eval_*)."""

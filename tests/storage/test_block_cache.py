@@ -81,7 +81,8 @@ def test_cache_is_bounded_in_bytes_and_decodes_each_block_once(
     for start in store.windows("train_stride1"):  # in order: chunk by chunk
         store.spans(names, int(start), 16)
         assert store.cached_bytes <= store.cache_bytes
-        assert store.cached_bytes == sum(v.nbytes for v in store._blocks.values())
+        held = [a.nbytes for entry in store._blocks.values() for a in entry.values()]
+        assert store.cached_bytes == sum(held)
     assert len(loaded) == len(set(loaded))  # each chunk decoded once while it was needed
     blocks = {key[1:] for key in loaded}
     assert len(loaded) == len(names) * len(blocks)
