@@ -194,7 +194,11 @@ class BackboneRunner:
 
     def _forward(self, crops: np.ndarray) -> torch.Tensor:
         if not self.cuda:
-            return self.backbone(torch.from_numpy(normalize(crops)))
+            # One frame per call: oneDNN picks its kernels by batch size, so a frame's bytes
+            # would otherwise depend on how the run happened to batch it (a resumed run
+            # batches differently from an uninterrupted one).
+            pixels = torch.from_numpy(normalize(crops))
+            return torch.cat([self.backbone(pixels[i : i + 1]) for i in range(len(pixels))])
         host = torch.from_numpy(crops).pin_memory()
         pixels = host.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
         batch = ((pixels - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
@@ -256,7 +260,8 @@ def run_extraction(
     """Extract features for every record not `is_done`, handing each finished one to `sink`.
 
     Records whose frames fail to decode are quarantined (file and frame named) and the rest
-    carries on. On CPU the result is deterministic; features are float16 when sunk.
+    carries on. On CPU the result is deterministic and does not depend on the batching
+    (frames go through the backbone one at a time); features are float16 when sunk.
     """
     torch_device = torch.device(device)
     runner = BackboneRunner(backbone, torch_device, autocast)
