@@ -1,4 +1,4 @@
-"""PoseTrack readers: 2018 COCO-style JSON per video (pycocotools) and the 2017 `annolist` JSON.
+"""PoseTrack readers: 2018 COCO-style JSON per video and the 2017 `annolist` JSON.
 
 2018 rules (VIBE `posetrack_utils`, datasets.md §9.3, tcmr.md §6), as parameters: labelled
 frames only; keypoints reordered by the file's own `categories[0].keypoints` names into the
@@ -17,8 +17,6 @@ visible keypoints' extent (`bbox_enlarge_2017`, a documented choice — no offic
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -26,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pycocotools.coco import COCO
 
 from pipeline.bbox import extent_bbox
 from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord
@@ -60,21 +57,30 @@ def _skip_or_raise(
     quarantine.add(key, path, field, reason)
 
 
-def _load_coco(path: Path) -> COCO:
-    """pycocotools' index of one video file (its progress prints silenced)."""
+def _load_coco(path: Path) -> dict[str, Any]:
+    """One video's COCO-style JSON, checked to hold the lists the reader walks.
+
+    Read with `json` rather than pycocotools: only the raw lists are used, and
+    `pycocotools.COCO` prints progress to stdout, which concurrent build tasks cannot silence
+    safely.
+    """
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            return COCO(str(path))
+        with path.open("rb") as handle:
+            data = json.load(handle)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise FormatError(f"{path}: not valid JSON ({error})") from error
-    except (KeyError, TypeError, AssertionError) as error:
-        raise FormatError(f"{path}: not a COCO-style PoseTrack file (field {error})") from error
+    if not isinstance(data, dict):
+        raise FormatError(f"{path}: not a COCO-style PoseTrack file (top level is not an object)")
+    for field in ("images", "annotations", "categories"):
+        if not isinstance(data.get(field, []), list):
+            raise FormatError(f"{path}: not a COCO-style PoseTrack file (field {field})")
+    return data
 
 
-def _reorder(coco: COCO, path: Path) -> list[int]:
+def _reorder(coco: dict[str, Any], path: Path) -> list[int]:
     """Index in the stored keypoints of each canonical joint, by the file's own names."""
     try:
-        names = list(coco.dataset["categories"][0]["keypoints"])
+        names = list(coco["categories"][0]["keypoints"])
     except (KeyError, IndexError, TypeError) as error:
         raise FormatError(f"{path}: field categories[0].keypoints missing") from error
     unknown = sorted(set(CANONICAL_2018) - set(names))
@@ -109,9 +115,9 @@ def _video_2018(
 ) -> Iterator[SequenceRecord]:
     coco = _load_coco(path)
     order = _reorder(coco, path)
-    labelled = {img["id"]: img for img in coco.dataset.get("images", []) if img.get("is_labeled")}
+    labelled = {img["id"]: img for img in coco.get("images", []) if img.get("is_labeled")}
     tracks: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {}
-    for ann in coco.dataset.get("annotations", []):
+    for ann in coco.get("annotations", []):
         image = labelled.get(ann.get("image_id"))
         if image is None:
             continue

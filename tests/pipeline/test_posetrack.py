@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from pipeline.sample.posetrack import ALL_ZERO, LABELLED, MISSING_JOINT, ZERO_WI
 from storage.errors import FormatError
 
 
+@pytest.mark.usefixtures("sample_truth")  # writes the sample files
 def test_2018_tracks_frames_and_filters(sample_dir: Path) -> None:
     quarantine = Quarantine()
     records = list(read_posetrack(sample_dir / "posetrack", "train", quarantine))
@@ -93,3 +96,25 @@ def test_missing_image_is_a_recorded_skip(sample_dir: Path, tmp_path: Path) -> N
     assert skip.key == "posetrack/train/000002_mpii_train/person0" and "000007.jpg" in skip.reason
     with pytest.raises(FormatError, match=r"field file_name: 1 image\(s\) missing"):
         list(read_posetrack(root))
+
+
+def test_reading_never_swaps_stdout(sample_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Build tasks read in threads: a reader that redirects sys.stdout can leave another
+    # thread's output in its buffer, or leave sys.stdout pointing at it.
+    original = sys.stdout
+    swapped: list[object] = []
+    done = threading.Event()
+
+    def read() -> None:
+        for _ in range(5):
+            list(read_posetrack(sample_dir / "posetrack"))
+        done.set()
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    while not done.wait(0.001):
+        if sys.stdout is not original:
+            swapped.append(sys.stdout)
+    thread.join()
+    assert swapped == [] and sys.stdout is original
+    assert capsys.readouterr().out == ""
