@@ -11,9 +11,7 @@ up in an optimiser) and adds VIBE/SPIN's extra joints: 24 SMPL + 21 vertex joint
 from __future__ import annotations
 
 import codecs
-import contextlib
 import copyreg
-import io
 import os
 import pickle
 from pathlib import Path
@@ -208,6 +206,10 @@ class SMPL(smplx.SMPLLayer):
     needs it.
     """
 
+    # smplx compares shapedirs' width with this (300 by default) only to print a "only 10
+    # shape coefficients" warning and to cap num_betas; SMPL here always uses 10 betas.
+    SHAPE_SPACE_DIM = 10
+
     def __init__(
         self,
         model_path: Path,
@@ -222,8 +224,7 @@ class SMPL(smplx.SMPLLayer):
             if j_regressor_h36m is None
             else _load_regressor(j_regressor_h36m, 17, "J_regressor_h36m")
         )
-        with contextlib.redirect_stdout(io.StringIO()):  # smplx prints a 10-betas warning
-            super().__init__(model_path="", data_struct=Struct(**data), num_betas=10)
+        super().__init__(model_path="", data_struct=Struct(**data), num_betas=10)
         self.faces: np.ndarray = data["f"]
         self.register_buffer("J_regressor_extra", torch.tensor(extra, dtype=torch.float32))
         self.J_regressor_h36m: Tensor | None

@@ -8,8 +8,6 @@ joints (nose, eyes, ears, toes, heels), 9 `J_regressor_extra` rows, picked by `J
 
 from __future__ import annotations
 
-import contextlib
-import io
 import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -95,6 +93,13 @@ class BodyOutput:
     """[T, 49, 3] SPIN-layout joints."""
 
 
+class _SMPL10(smplx.SMPL):
+    """smplx's SMPL with 10 betas: its class attribute SHAPE_SPACE_DIM (default 300) only
+    decides the "only 10 shape coefficients" print and the num_betas cap."""
+
+    SHAPE_SPACE_DIM = 10
+
+
 class SpinBody:
     """A SMPL body that also returns SPIN's 49 joints (and optionally H36M's 17)."""
 
@@ -110,11 +115,9 @@ class SpinBody:
             regressor.toarray() if scipy.sparse.issparse(regressor) else np.asarray(regressor)
         )
         self.faces = np.asarray(arrays["f"], dtype=np.int64)
-        # smplx prints a warning about the 10 shape coefficients on every construction.
-        with contextlib.redirect_stdout(io.StringIO()):
-            self.smpl = smplx.SMPL(
-                model_path="", data_struct=smplx.utils.Struct(**arrays), create_transl=False
-            )
+        self.smpl = _SMPL10(
+            model_path="", data_struct=smplx.utils.Struct(**arrays), create_transl=False
+        )
         self.extra = torch.as_tensor(np.asarray(j_regressor_extra), dtype=torch.float32)
         self.h36m = (
             None

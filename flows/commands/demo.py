@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
@@ -19,11 +18,8 @@ def register(app: typer.Typer) -> None:
         """Write the sample, run build-features, a short training and an evaluation."""
         from flows.demo import run_demo
 
-        # Kept before the run: readers that silence smplx swap sys.stdout from task
-        # threads, and concurrent swaps can leave it pointing at a buffer.
-        stdout = sys.stdout
         result = run_demo(out, device=device)
-        typer.echo(f"store:      {result.store}", file=stdout)
-        typer.echo(f"checkpoint: {result.checkpoint}", file=stdout)
-        typer.echo(f"metrics:    {result.metrics}", file=stdout)
-        typer.echo(f"report:     {result.report}", file=stdout)
+        typer.echo(f"store:      {result.store}")
+        typer.echo(f"checkpoint: {result.checkpoint}")
+        typer.echo(f"metrics:    {result.metrics}")
+        typer.echo(f"report:     {result.report}")

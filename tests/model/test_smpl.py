@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import sys
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -181,3 +183,22 @@ def test_misshaped_extra_regressor_is_a_format_error(base_data: Path, tmp_path: 
     np.save(tmp_path / "J_regressor_extra.npy", np.zeros((8, 6890)))
     with pytest.raises(FormatError, match=r"J_regressor_extra\.npy.*\(8, 6890\)"):
         SMPL(base_data / "SMPL_NEUTRAL.pkl", tmp_path / "J_regressor_extra.npy")
+
+
+def test_building_in_two_threads_prints_nothing_and_keeps_stdout(
+    base_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    original = sys.stdout
+    built: list[SMPL] = []
+
+    def build() -> None:
+        built.append(SMPL(base_data / "SMPL_NEUTRAL.pkl", base_data / "J_regressor_extra.npy"))
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(built) == 2 and sys.stdout is original
+    assert capsys.readouterr().out == ""  # smplx's "only 10 shape coefficients" warning
+    assert all(model.num_betas == 10 and model.shapedirs.shape[-1] == 10 for model in built)
