@@ -157,6 +157,9 @@ def read_bytes(reads: list[ByteRead]) -> list[np.ndarray | None]:
     if remote:
         for i, buffer in zip(remote, sync(gather()), strict=True):
             out[i] = None if buffer is None else buffer.as_numpy_array()
+    for (_, key, _, nbytes), data in zip(reads, out, strict=True):
+        if data is not None and len(data) != nbytes:
+            raise StoreError(f"shard {key}: read {len(data)} of {nbytes} bytes (truncated file)")
     return out
 
 
@@ -402,7 +405,8 @@ class Store:
             for key, layout in direct.items()
         }
         present = [key for key, read in reads.items() if read is not None]
-        raw = dict(zip(present, read_bytes([reads[key] for key in present]), strict=True))  # type: ignore[misc]
+        fetched = read_bytes([read for read in reads.values() if read is not None])
+        raw = dict(zip(present, fetched, strict=True))
         out = {key: layout.decode(raw.get(key), key[2]) for key, layout in direct.items()}
         while len(self._indexes) > SHARD_INDEX_CACHE:
             self._indexes.pop(next(iter(self._indexes)))

@@ -95,14 +95,20 @@ def test_cache_is_bounded_in_bytes_and_decodes_each_block_once(
         assert len(small._blocks) <= 1
 
 
-def test_corrupt_shard_index_names_the_file(store_root: Path) -> None:
-    store = open_store(str(store_root), GROUP)
+def test_corrupt_or_truncated_shard_names_the_file(store_root: Path) -> None:
+    index_bytes = (SHARD // CHUNK) * 16 + 4  # (offset, nbytes) uint64 per chunk + CRC32C
     for shard in (store_root / GROUP / "segments").glob("*/bbox/c/0/0"):
         data = bytearray(shard.read_bytes())
-        data[-10] ^= 0xFF  # inside the 64 x 16-byte index + CRC32C at the end
+        data[-10] ^= 0xFF
         shard.write_bytes(bytes(data))
+    for shard in (store_root / GROUP / "segments").glob("*/pose/c/2/0"):
+        data = shard.read_bytes()
+        shard.write_bytes(data[:10] + data[-index_bytes:])  # valid index, chunks cut off
+    store = open_store(str(store_root), GROUP)
     with pytest.raises(StoreError, match=r"bbox/c/0/0: index checksum mismatch"):
         store.rows("bbox", np.array([0]))
+    with pytest.raises(StoreError, match=r"pose/c/2/0: read \d+ of \d+ bytes \(truncated"):
+        store.rows("pose", np.array([150]))
 
 
 def test_other_layouts_fall_back_to_zarr(tmp_path: Path) -> None:
