@@ -40,6 +40,7 @@ from storage.layout import COMMON_JOINTS, NUM_JOINTS
 from storage.maintenance import RefreshPlan, plan_refresh
 from storage.provenance import Provenance
 from storage.reader import content_hashes
+from storage.schema import FEATURE_DTYPES
 from storage.writer import StoreWriter, read_pointer
 
 DATASETS: tuple[str, ...] = ("3dpw", "mpii3d", "h36m", "posetrack", "pennaction", "insta")
@@ -258,12 +259,15 @@ def _read(path: Path, db: Any, dataset: str, split: str) -> Iterator[ImportedSeq
         yield ImportedSequence(name, _person(name), FPS[dataset], sequence_hash(arrays), arrays)
 
 
-def import_provenance(path: Path | str, crop_scale: float, code_version: str) -> Provenance:
+def import_provenance(
+    path: Path | str, crop_scale: float, code_version: str, features_dtype: str = "float32"
+) -> Provenance:
     """Provenance of imported features: the source file's digest, no backbone hash."""
     return Provenance(
         crop_scale=crop_scale,
         code_version=code_version,
         source_manifest_digest=file_sha256(path),
+        feature_dtype=features_dtype,
     )
 
 
@@ -294,15 +298,21 @@ def import_db(
     group: str,
     crop_scale: float | None = None,
     storage_options: dict[str, Any] | None = None,
+    features_dtype: str = "float32",
 ) -> RefreshPlan:
     """Import (or refresh from) an official db file into a store group; returns what changed.
 
     Sequences whose content is unchanged since the last import are not rewritten.
+    `features_dtype` "float32" (default) keeps the db's features bit for bit, so evaluation
+    does the official script's arithmetic; "float16" halves the store. A store imported
+    with the other dtype is rebuilt.
     """
     if not Path(path).is_file():
         raise MissingFileError(f"{path} not found (an official *_db.pt or insta_train_db.h5)")
+    if features_dtype not in FEATURE_DTYPES:
+        raise FormatError(f"features dtype must be one of {FEATURE_DTYPES}, got {features_dtype!r}")
     scale = default_crop_scale(dataset, split) if crop_scale is None else crop_scale
-    provenance = import_provenance(path, scale, code_version())
+    provenance = import_provenance(path, scale, code_version(), features_dtype)
     loc = location(root, storage_options)
     pointer = read_pointer(loc, group)
     stored_provenance = Provenance.from_dict(pointer["provenance"]) if pointer else None

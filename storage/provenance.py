@@ -31,6 +31,9 @@ class Provenance:
     code_version: str = ""
     source_manifest_digest: str = ""
     """Digest over the source files' content hashes (or of the imported db file)."""
+    feature_dtype: str = "float16"
+    """dtype of the stored `features` (`storage.schema.FEATURE_DTYPES`); stores written before
+    the choice existed are float16, which this default reads them as."""
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

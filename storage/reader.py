@@ -34,7 +34,7 @@ from zarr.storage import LocalStore
 from storage.backend import Location, location
 from storage.errors import StoreError
 from storage.provenance import Provenance
-from storage.schema import ARRAYS, CHUNK_ROWS
+from storage.schema import ARRAYS, CHUNK_ROWS, array_specs
 from storage.writer import WINDOW_PROTOCOLS, read_pointer, read_table
 
 DEFAULT_CACHE_BYTES = 64 << 20
@@ -234,6 +234,8 @@ class Store:
         self._table = table
         self.cache_bytes = cache_bytes
         self.provenance = Provenance.from_dict(pointer["provenance"], f"{self.where} attributes")
+        self.specs = array_specs(self.provenance.feature_dtype)
+        """The array specs of this store (its `features` dtype is float16 or float32)."""
         lengths = np.asarray(table["length"], dtype=np.int64)
         self._firsts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         self._firsts_list: list[int] = self._firsts.tolist()
@@ -343,7 +345,7 @@ class Store:
             for segment, start, count in self._pieces(lo, hi)
         ]
         if not parts:
-            return np.zeros((0, *ARRAYS[name].tail), dtype=ARRAYS[name].dtype)
+            return np.zeros((0, *self.specs[name].tail), dtype=self.specs[name].dtype)
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
     def sequence_arrays(self, index: int) -> dict[str, np.ndarray]:
@@ -438,7 +440,7 @@ class Store:
         seq = np.searchsorted(self._firsts, rows, side="right") - 1
         segrows = self._seq_segrow[seq] + rows - self._firsts[seq]
         segments = self._seq_segment[seq]
-        spec = ARRAYS.get(name)
+        spec = self.specs.get(name)
         if spec is None:
             raise StoreError(f"store {self.where} has no array {name!r}; arrays: {list(ARRAYS)}")
         out = np.empty((len(rows), *spec.tail), dtype=spec.dtype)

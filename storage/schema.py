@@ -43,13 +43,28 @@ ARRAYS: dict[str, ArraySpec] = {
 }
 """Every array a sequence must provide (`has_3d` may be omitted: derived from joints3d)."""
 
+FEATURE_DTYPES: tuple[str, ...] = ("float16", "float32")
+"""Allowed `features` dtypes: float16 (default, half the size) for our extraction; float32
+keeps imported official features bit for bit, so evaluation does the official arithmetic."""
+
+
+def array_specs(feature_dtype: str = "float16") -> dict[str, ArraySpec]:
+    """`ARRAYS` with the `features` dtype of one store (recorded in its provenance)."""
+    if feature_dtype not in FEATURE_DTYPES:
+        raise StoreError(f"features dtype must be one of {FEATURE_DTYPES}, got {feature_dtype!r}")
+    if feature_dtype == ARRAYS["features"].dtype.name:
+        return ARRAYS
+    return {**ARRAYS, "features": ArraySpec(np.dtype(feature_dtype), (FEATURE_DIM,))}
+
 
 def compressor() -> BloscCodec:
     """zstd level 1 after bit shuffle: smallest of the measured codecs and fast to decode."""
     return BloscCodec(cname="zstd", clevel=1, shuffle=BloscShuffle.bitshuffle)
 
 
-def check_sequence(key: str, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def check_sequence(
+    key: str, arrays: Mapping[str, np.ndarray], feature_dtype: str = "float16"
+) -> dict[str, np.ndarray]:
     """The arrays of one sequence cast to the store dtypes, or a StoreError naming key and field.
 
     Non-finite features are refused (a NaN feature would silently poison training); other
@@ -65,7 +80,7 @@ def check_sequence(key: str, arrays: Mapping[str, np.ndarray]) -> dict[str, np.n
     if length == 0:
         raise StoreError(f"sequence {key}: has no frames")
     out: dict[str, np.ndarray] = {}
-    for name, spec in ARRAYS.items():
+    for name, spec in array_specs(feature_dtype).items():
         value = np.asarray(arrays[name])
         if value.shape != (length, *spec.tail):
             raise StoreError(
@@ -78,6 +93,6 @@ def check_sequence(key: str, arrays: Mapping[str, np.ndarray]) -> dict[str, np.n
         with np.errstate(over="ignore"):
             cast = value.astype(spec.dtype, copy=False)
         if name == "features" and not np.isfinite(cast).all():
-            raise StoreError(f"sequence {key}: field features overflows float16")
+            raise StoreError(f"sequence {key}: field features overflows {feature_dtype}")
         out[name] = cast
     return out

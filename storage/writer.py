@@ -35,7 +35,7 @@ import zarr
 from storage.backend import STORE_ATTR, Location, location
 from storage.errors import StoreError
 from storage.provenance import SCHEMA_VERSION, Provenance
-from storage.schema import ARRAYS, CHUNK_ROWS, SHARD_ROWS, check_sequence, compressor
+from storage.schema import ARRAYS, CHUNK_ROWS, SHARD_ROWS, array_specs, check_sequence, compressor
 from storage.windows import eval_windows, train_windows
 
 WINDOW_PROTOCOLS: tuple[str, ...] = ("train_stride1", "train_stride16", "eval_tcmr", "eval_vibe")
@@ -77,12 +77,22 @@ def _new_id() -> str:
 
 
 class SegmentWriter:
-    """Appends whole sequences to one new segment, writing only full shards until `close`."""
+    """Appends whole sequences to one new segment, writing only full shards until `close`.
 
-    def __init__(self, root: str | Location, group: str, segment_id: str | None = None) -> None:
+    `feature_dtype` must be the store's (`Provenance.feature_dtype`).
+    """
+
+    def __init__(
+        self,
+        root: str | Location,
+        group: str,
+        segment_id: str | None = None,
+        feature_dtype: str = "float16",
+    ) -> None:
         self.location = location(root)
         self.group = group.strip("/")
         self.segment_id = segment_id or _new_id()
+        self.feature_dtype = feature_dtype
         zgroup = zarr.open_group(
             self.location.zarr_store(), path=f"{self.group}/segments/{self.segment_id}", mode="w"
         )
@@ -96,7 +106,7 @@ class SegmentWriter:
                 compressors=compressor(),
                 fill_value=0,
             )
-            for name, spec in ARRAYS.items()
+            for name, spec in array_specs(feature_dtype).items()
         }
         self._pending: dict[str, list[np.ndarray]] = {name: [] for name in ARRAYS}
         self._pending_rows = 0
@@ -115,7 +125,8 @@ class SegmentWriter:
         """Queue one sequence (all arrays of `storage.schema.ARRAYS`); full shards are written."""
         if self._closed:
             raise StoreError(f"segment {self.segment_id} of {self.group} is already closed")
-        checked = check_sequence(f"{self.group}/{name}/person{person_id}", arrays)
+        key = f"{self.group}/{name}/person{person_id}"
+        checked = check_sequence(key, arrays, self.feature_dtype)
         length = len(checked["features"])
         row = self._written + self._pending_rows
         self._sequences.append(
@@ -240,7 +251,9 @@ class StoreWriter:
     ) -> None:
         """Add a sequence, replacing a committed one with the same (name, person_id)."""
         if self._writer is None:
-            self._writer = SegmentWriter(self.location, self.group)
+            self._writer = SegmentWriter(
+                self.location, self.group, feature_dtype=self.provenance.feature_dtype
+            )
         self._writer.add(name, person_id, fps, content_hash, arrays)
 
     def drop(self, name: str, person_id: int) -> None:

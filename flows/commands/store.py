@@ -31,12 +31,19 @@ def register(app: typer.Typer) -> None:
         crop_scale: float | None = typer.Option(
             None, help="Feature crop scale of the file (default: the released dbs' scale)."
         ),
+        features_dtype: str = typer.Option(
+            "float32",
+            help="Stored feature dtype: float32 keeps the db's features bit for bit (evaluation "
+            "matches the official evaluate.py); float16 halves the store.",
+        ),
     ) -> None:
         """Import (or refresh from) an official preprocessed db file into a store."""
         from storage.importdb import import_db
 
         group = f"{dataset}/{split}/{variant}"
-        plan = import_db(file, dataset, split, _root(store), group, crop_scale)
+        plan = import_db(
+            file, dataset, split, _root(store), group, crop_scale, features_dtype=features_dtype
+        )
         typer.echo(
             f"{_root(store)}/{group}: {len(plan.add)} added, {len(plan.replace)} replaced, "
             f"{len(plan.drop)} dropped, {len(plan.unchanged)} unchanged sequences"
