@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.build import CHECKPOINT_NAME, READERS, BuildRequest
 from storage.reader import store_groups
+from storage.schema import SHARD_ROWS
 from storage.settings import get_settings
 
 DatasetName = Literal["3dpw", "mpii3d", "h36m", "insta", "pennaction", "posetrack"]
@@ -62,6 +63,8 @@ class Execution(_Params):
     """Dask worker resource that extraction tasks require (e.g. `GPU`); None: any worker."""
     max_workers: int = Field(2, ge=1)
     """Threads of the local task runner."""
+    shard_frames: int = Field(SHARD_ROWS, ge=1)
+    """Frame budget of one extraction task (one segment); a longer sequence is one shard."""
 
 
 SAMPLE_DATASETS: list[DatasetSpec] = [

@@ -1,8 +1,10 @@
 """Tasks shared by the feature flows, and the subflow that maps them over dataset parts.
 
-Tasks take and return small values (paths, requests, result summaries), never arrays; the
-work is `pipeline.build.build_dataset` and `pipeline.catalog.fetch_sources`. The subflow
-picks its task runner per call, so a flow parameter can send the work to a Dask cluster.
+Per part: `plan_part` (parse and stage) -> `extract_part_shard` mapped over the planned
+shards (one segment each; the GPU-resource worker when scaled out) -> `finalize_part` (one
+atomic commit). Tasks take and return small values (paths, plans, segment descriptions,
+summaries), never feature arrays; the work is `pipeline.build` and `pipeline.catalog`. The
+subflow picks its task runner per call, so a flow parameter can send the work to Dask.
 """
 
 from __future__ import annotations
@@ -21,8 +23,19 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.artifacts import DatasetSummary
 from flows.parameters import Execution
-from pipeline.build import BuildRequest, BuildResult, build_dataset
+from pipeline.build import (
+    BuildPlan,
+    BuildRequest,
+    BuildResult,
+    Shard,
+    ShardResult,
+    discard_staging,
+    extract_shard,
+    finalize_build,
+    plan_build,
+)
 from storage.errors import TcmrError
+from storage.schema import SHARD_ROWS
 
 
 def _retry_unless_user_error(task: Task[..., Any], run: TaskRun, state: State[Any]) -> bool:
@@ -49,14 +62,41 @@ def download_dataset(dataset: str, root: Path, urls: Mapping[str, Any]) -> int:
 
 
 @task(
-    task_run_name="build-{request.dataset}-{request.split}",
+    task_run_name="plan-{request.dataset}-{request.split}",
     retries=1,
     retry_delay_seconds=10,
     retry_condition_fn=_retry_unless_user_error,
 )
-def build_part(request: BuildRequest) -> BuildResult:
-    """Parse, extract and commit one (dataset, split, variant) group; skip it if unchanged."""
-    result = build_dataset(request)
+def plan_part(request: BuildRequest, shard_frames: int) -> BuildPlan:
+    """Parse one part's changed sources and stage what needs extraction, in shards."""
+    plan = plan_build(request, shard_frames)
+    get_run_logger().info(
+        "%s: %s, %d parsed, %d shards (%d frames) to extract, %d to drop",
+        plan.result.store,
+        plan.result.status,
+        plan.result.parsed,
+        len(plan.shards),
+        sum(shard.frames for shard in plan.shards),
+        len(plan.drop),
+    )
+    return plan
+
+
+@task(
+    task_run_name="extract-{request.dataset}-{request.split}-shard{shard.index}",
+    retries=1,
+    retry_delay_seconds=10,
+    retry_condition_fn=_retry_unless_user_error,
+)
+def extract_part_shard(request: BuildRequest, shard: Shard) -> ShardResult:
+    """Extract one shard's staged sequences into its own segment (not yet committed)."""
+    return extract_shard(request, shard)
+
+
+@task(task_run_name="finalize-{plan.request.dataset}-{plan.request.split}")
+def finalize_part(plan: BuildPlan, shards: list[ShardResult]) -> BuildResult:
+    """Commit the shards' segments and the drops as one version; log what changed."""
+    result = finalize_build(plan, shards)
     get_run_logger().info(
         "%s: %s, %d sequences (%d parsed, %d extracted; +%d ~%d -%d), %d frames, %d windows",
         result.store,
@@ -108,39 +148,74 @@ def _failure(future: PrefectFuture[Any]) -> str:
     return f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
 
 
+def _first_failure(futures: Sequence[PrefectFuture[Any]]) -> str:
+    """The first failure among `futures` (all are waited for), else ''."""
+    errors = [_failure(future) for future in futures]
+    return next((error for error in errors if error), "")
+
+
 @flow(name="build-parts")
 def build_parts(
-    requests: list[BuildRequest], downloads: dict[str, dict[str, Any]], gpu_resource: str | None
+    requests: list[BuildRequest],
+    downloads: dict[str, dict[str, Any]],
+    gpu_resource: str | None,
+    shard_frames: int = SHARD_ROWS,
 ) -> list[PartOutcome]:
-    """Download what has links, then build every part; one failure never loses the others."""
+    """Download what has links, then plan, extract and commit every part.
+
+    Every part's shards run as their own task runs (on the GPU-resource worker when one is
+    named); one failed download, plan, shard or commit fails its part only.
+    """
     roots = {r.dataset: r.root for r in requests}
     fetched = {
         dataset: download_dataset.submit(dataset, roots[dataset], urls)
         for dataset, urls in downloads.items()
     }
     failed_downloads = {dataset: _failure(future) for dataset, future in fetched.items()}
-    outcomes: dict[int, PartOutcome] = {}
-    futures: dict[int, PrefectFuture[BuildResult]] = {}
+    errors: dict[int, str] = {}
+    plans: dict[int, PrefectFuture[BuildPlan]] = {}
+    for i, request in enumerate(requests):
+        error = failed_downloads.get(request.dataset, "")
+        if error:
+            errors[i] = f"download failed: {error}"
+        else:
+            plans[i] = plan_part.submit(request, shard_frames)
     annotate = contextlib.nullcontext()
     if gpu_resource:
         import dask
 
         annotate = dask.annotate(resources={gpu_resource: 1})
-    with annotate:
-        for i, request in enumerate(requests):
-            error = failed_downloads.get(request.dataset, "")
-            if error:
-                outcomes[i] = PartOutcome(request, None, f"download failed: {error}")
-            else:
-                futures[i] = build_part.submit(request)
-    for i, future in futures.items():
-        error = _failure(future)
-        outcomes[i] = PartOutcome(requests[i], None if error else future.result(), error)
+    shards: dict[int, list[PrefectFuture[ShardResult]]] = {}
+    for i, future in plans.items():
+        errors[i] = _failure(future)
+        if not errors[i]:
+            with annotate:
+                shards[i] = [
+                    extract_part_shard.submit(requests[i], shard)
+                    for shard in future.result().shards
+                ]
+    finals: dict[int, PrefectFuture[BuildResult]] = {}
+    for i, futures in shards.items():
+        errors[i] = _first_failure(futures)
+        if errors[i]:
+            discard_staging(plans[i].result())
+        else:
+            finals[i] = finalize_part.submit(
+                plans[i].result(), [future.result() for future in futures]
+            )
+    outcomes: list[PartOutcome] = []
+    for i, request in enumerate(requests):
+        if i in finals:
+            errors[i] = _failure(finals[i])
+            if errors[i]:
+                discard_staging(plans[i].result())
+        result = finals[i].result() if i in finals and not errors[i] else None
+        outcomes.append(PartOutcome(request, result, errors.get(i, "")))
     logger = get_run_logger()
-    for outcome in outcomes.values():
+    for outcome in outcomes:
         if outcome.error:
             logger.error("%s failed: %s", outcome.request.group, outcome.error)
-    return [outcomes[i] for i in range(len(requests))]
+    return outcomes
 
 
 def run_parts(
@@ -157,7 +232,8 @@ def run_parts(
         runner = ThreadPoolTaskRunner(max_workers=execution.max_workers)
     subflow = build_parts.with_options(task_runner=runner)
     gpu = execution.gpu_resource if execution.dask_address else None
-    return subflow(list(requests), {k: dict(v) for k, v in downloads.items()}, gpu)
+    downloaded = {k: dict(v) for k, v in downloads.items()}
+    return subflow(list(requests), downloaded, gpu, execution.shard_frames)
 
 
 def fail_if_any(outcomes: Sequence[PartOutcome], flow_name: str) -> None:

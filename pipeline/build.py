@@ -1,11 +1,16 @@
 """Build or incrementally refresh one (dataset, split, variant) feature store group.
 
-The one function the `build-features` / `refresh` flows and the `tcmr build-features` /
-`tcmr refresh` commands call. A cheap digest of the source files (paths, sizes, mtimes) is
-compared with the one the store recorded: when it and every feature-affecting input
-(checkpoint, crop scale, occluders, seed, code version) match, nothing is parsed or
-extracted. Otherwise the dataset is parsed, only new or changed sequences (per-sequence
-content hash) are extracted, removed ones are dropped, and a new version is committed.
+Three steps the `build-features` / `refresh` flows run as tasks and `build_dataset` (the
+`tcmr build-features` / `tcmr refresh` commands) runs in-process:
+
+1. `plan_build`: a cheap digest of the source files (paths, sizes, mtimes) is compared with
+   the one the store recorded; when it and every feature-affecting input (checkpoint, crop
+   scale, occluders, seed, code version) match, nothing is parsed. Otherwise the dataset is
+   parsed, new or changed sequences (per-sequence content hash) are staged one file each next
+   to the store, and grouped into shards of about `SHARD_ROWS` frames.
+2. `extract_shard`: one shard's staged sequences through the backbone into its own segment.
+3. `finalize_build`: one atomic commit adopts every shard's segment and drops removed
+   sequences (the store writes the window indexes), then the staging folder goes.
 """
 
 from __future__ import annotations
@@ -14,24 +19,30 @@ import dataclasses
 import hashlib
 import importlib
 import importlib.metadata
+import io
 import os
 import time
+import zipfile
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pipeline.datasets.records import Quarantine, SequenceRecord
-from pipeline.features import extract_to_store
+import numpy as np
+
+from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord, Skip
+from pipeline.features import CropSettings, extract_to_segment
 from pipeline.occlusion import OccluderBank, load_voc_occluders, procedural_occluders
 from storage.backend import location
-from storage.errors import FormatError, MissingFileError
+from storage.errors import FormatError, MissingFileError, TcmrError
 from storage.hashing import file_sha256
 from storage.maintenance import plan_refresh
 from storage.provenance import Provenance
 from storage.reader import content_hashes, open_store
-from storage.writer import StoreWriter, read_pointer
+from storage.schema import SHARD_ROWS
+from storage.writer import Segment, SegmentWriter, StoreWriter, read_pointer
 
 # dataset -> (reader module, reader function, folder of the release layout under a data root)
 READERS: dict[str, tuple[str, str, str]] = {
@@ -175,13 +186,142 @@ def _group_counts(request: BuildRequest) -> tuple[int, int, int]:
     return len(store.sequences), len(store), len(store.windows(protocol))
 
 
-def build_dataset(request: BuildRequest, *, progress: bool = False) -> BuildResult:
-    """Bring `request.group` up to date with its sources; do no work when nothing changed.
+_LABELS = ("frame_index", "joints2d", "joints3d", "pose", "shape", "has_smpl", "bbox", "valid")
 
-    Raises TcmrError (missing root, unreadable sources, ...) before anything is committed,
-    so a failed build leaves the store's previous version in place.
+
+def stage_record(record: SequenceRecord) -> bytes:
+    """One sequence as `.npz` bytes: label arrays, image references, encoded frames if any."""
+    data = [ref.data or b"" for ref in record.images]
+    offsets = np.cumsum([0, *(len(d) for d in data)], dtype=np.int64)
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        **{name: getattr(record, name) for name in _LABELS},
+        image_path=np.asarray([ref.path for ref in record.images], dtype=np.str_),
+        image_frame=np.asarray([-1 if r.frame is None else r.frame for r in record.images]),
+        image_has_data=np.asarray([ref.data is not None for ref in record.images], dtype=bool),
+        image_data=np.frombuffer(b"".join(data), dtype=np.uint8),
+        image_offsets=offsets,
+        text=np.asarray([record.dataset, record.split, record.name, record.content_hash]),
+        numbers=np.asarray([record.person_id, record.fps, record.crop_scale], dtype=np.float64),
+        already_cropped=np.asarray(record.already_cropped),
+    )
+    return buffer.getvalue()
+
+
+def load_staged(blob: bytes, source: str) -> SequenceRecord:
+    """Rebuild the `SequenceRecord` that `stage_record` wrote (`source` names it in errors)."""
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise FormatError(f"{source}: not a staged sequence ({error})") from error
+    missing = [k for k in (*_LABELS, "image_path", "text", "numbers") if k not in arrays]
+    if missing:
+        raise FormatError(f"{source}: staged sequence lacks field `{missing[0]}`")
+    offsets, payload = arrays["image_offsets"], arrays["image_data"].tobytes()
+    images = [
+        ImageRef(
+            str(path),
+            None if frame < 0 else int(frame),
+            payload[offsets[i] : offsets[i + 1]] if has_data else None,
+        )
+        for i, (path, frame, has_data) in enumerate(
+            zip(arrays["image_path"], arrays["image_frame"], arrays["image_has_data"], strict=True)
+        )
+    ]
+    dataset, split, name, content_hash = (str(v) for v in arrays["text"])
+    person_id, fps, crop_scale = arrays["numbers"]
+    return SequenceRecord(
+        dataset=dataset,
+        split=split,
+        name=name,
+        person_id=int(person_id),
+        fps=float(fps),
+        images=images,
+        content_hash=content_hash,
+        crop_scale=float(crop_scale),
+        already_cropped=bool(arrays["already_cropped"]),
+        **{label: arrays[label] for label in _LABELS},
+    )
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Staged sequence files that one extraction task turns into one segment."""
+
+    index: int
+    files: tuple[str, ...]
+    frames: int
+
+
+@dataclass
+class BuildPlan:
+    """What `plan_build` decided for one group: small values only (paths, keys, counts)."""
+
+    request: BuildRequest
+    result: BuildResult
+    """Filled in so far: status, parsed, reader skips; `unchanged` means nothing to do."""
+    provenance: Provenance | None = None
+    """The provenance the commit records (None when unchanged)."""
+    append: bool = False
+    """Keep the committed sequences (same recipe) instead of rebuilding the group."""
+    staging: str = ""
+    """Folder (in the store's filesystem) holding the staged sequence files."""
+    shards: list[Shard] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    drop: list[tuple[str, int]] = field(default_factory=list)
+    started: float = 0.0
+    """`time.time()` when planning began (the result's seconds span all three steps)."""
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """One extracted shard: its uncommitted segment (None if no sequence made it) and skips."""
+
+    shard: int
+    segment: Segment | None
+    sequences: int
+    frames: int
+    skipped: list[Skip] = field(default_factory=list)
+
+
+def group_shards(staged: list[tuple[str, int]], shard_frames: int) -> list[Shard]:
+    """Consecutive staged files grouped by a frame budget (a long sequence is one shard)."""
+    groups: list[list[tuple[str, int]]] = [[]]
+    for path, frames in staged:
+        if groups[-1] and sum(n for _, n in groups[-1]) + frames > shard_frames:
+            groups.append([])
+        groups[-1].append((path, frames))
+    return [
+        Shard(i, tuple(p for p, _ in group), sum(n for _, n in group))
+        for i, group in enumerate(groups)
+        if group
+    ]
+
+
+def _record_scale(request: BuildRequest, records: list[SequenceRecord]) -> float:
+    """The group's one crop scale: the request's, else the dataset rule every record shares."""
+    if request.crop_scale is not None:
+        return float(request.crop_scale)
+    scale = records[0].crop_scale
+    for record in records:
+        if record.crop_scale != scale:
+            raise TcmrError(
+                f"{record.key}: crop scale {record.crop_scale} differs from {scale} of the other "
+                f"sequences in store group {request.group}; pass one crop scale for the group"
+            )
+    return float(scale)
+
+
+def plan_build(request: BuildRequest, shard_frames: int = SHARD_ROWS) -> BuildPlan:
+    """Parse the sources if they changed and stage the sequences that need extraction.
+
+    Raises TcmrError (missing root or checkpoint, unreadable sources, ...) before anything
+    is staged or committed, so a failed part leaves the store's previous version in place.
     """
-    started = time.perf_counter()
+    started = time.time()
     digest = source_digest(request.root, request.dataset, request.split)
     if not request.checkpoint.is_file():
         raise MissingFileError(
@@ -202,14 +342,17 @@ def build_dataset(request: BuildRequest, *, progress: bool = False) -> BuildResu
     result = BuildResult(
         request.dataset, request.split, request.variant, f"{loc.root}/{request.group}", "built"
     )
+    plan = BuildPlan(request, result, started=started)
     if stored is not None and _unchanged(stored, expected, request.crop_scale is None):
         result.status = "unchanged"
         result.sequences, result.frames, result.windows = _group_counts(request)
-        return result
+        result.seconds = time.time() - started
+        return plan
 
     quarantine = Quarantine()
     records = list(read_records(request, quarantine))
     result.parsed = len(records)
+    result.skipped = dict(Counter(s.reason for s in quarantine.skips))
     if not records:
         # Never commit an empty group over a built one: unreadable sources fail the part.
         reasons = "; ".join(f"{s.key}: {s.reason}" for s in quarantine.skips[:5])
@@ -217,49 +360,121 @@ def build_dataset(request: BuildRequest, *, progress: bool = False) -> BuildResu
             f"{request.root}: no usable {request.dataset} {request.split} sequences"
             + (f" ({reasons})" if reasons else "")
         )
-    incoming = {(r.name, r.person_id): r.content_hash for r in records}
-    reusable = stored is not None and _unchanged(
-        dataclasses.replace(stored, source_manifest_digest=digest),
-        expected,
-        request.crop_scale is None,
+    plan.provenance = dataclasses.replace(expected, crop_scale=_record_scale(request, records))
+    plan.append = stored is not None and not stored.differences(
+        dataclasses.replace(plan.provenance, source_manifest_digest=stored.source_manifest_digest)
     )
-    plan = plan_refresh(content_hashes(loc, request.group) if reusable else {}, incoming)
-    summary = extract_to_store(
+    refresh = plan_refresh(
+        content_hashes(loc, request.group) if plan.append else {},
+        {(r.name, r.person_id): r.content_hash for r in records},
+    )
+    keys = {(r.name, r.person_id): r.key for r in records}
+    plan.added = [keys[k] for k in refresh.add]
+    plan.replaced = [keys[k] for k in refresh.replace]
+    plan.drop = list(refresh.drop)
+    fs, base = loc.filesystem()
+    group_staging = f"{base}/.staging/{request.group}"
+    if fs.exists(group_staging):
+        fs.rm(group_staging, recursive=True)  # a killed run's leftovers
+    plan.staging = f"{group_staging}/{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    fs.makedirs(plan.staging, exist_ok=True)
+    to_write = set(refresh.to_write)
+    staged = []
+    for i, record in enumerate(r for r in records if (r.name, r.person_id) in to_write):
+        path = f"{plan.staging}/{i:06d}.npz"
+        fs.pipe_file(path, stage_record(record))
+        staged.append((path, len(record)))
+    plan.shards = group_shards(staged, shard_frames)
+    return plan
+
+
+def extract_shard(request: BuildRequest, shard: Shard, *, progress: bool = False) -> ShardResult:
+    """Extract one shard's staged sequences into a new segment of the request's group."""
+    loc = location(request.store)
+    fs, _ = loc.filesystem()
+    records = [load_staged(fs.cat_file(path), path) for path in shard.files]
+    writer = SegmentWriter(loc, request.group)
+    summary = extract_to_segment(
         records,
-        request.store,
-        request.group,
+        writer,
         request.checkpoint,
+        CropSettings(request.crop_scale, occluder_bank(request), request.occlusion_seed),
         device=request.device,
-        crop_scale=request.crop_scale,
-        occluders=bank,
-        seed=request.occlusion_seed,
         batch_size=request.batch_size,
         num_decode_threads=request.num_decode_threads,
-        # The old digest keeps a reusable group in append mode; the commit below updates it.
-        source_manifest_digest=stored.source_manifest_digest if reusable and stored else digest,
         progress=progress,
     )
-    # Second commit: drop removed sequences and record the digest even when every
-    # sequence was already stored (a killed run, or a change outside any sequence).
-    committed = read_pointer(loc, request.group)
-    if committed is not None:
-        provenance = Provenance.from_dict(committed["provenance"])
-        writer = StoreWriter(
-            loc,
-            request.group,
-            dataclasses.replace(provenance, source_manifest_digest=digest),
-            mode="append",
-        )
-        for name, person_id in plan.drop:
-            writer.drop(name, person_id)
-        writer.commit()
-    failed = {s.key for s in summary.skipped}
-    keys = {(r.name, r.person_id): r.key for r in records}
-    result.extracted = summary.sequences
-    result.added = sum(keys[k] not in failed for k in plan.add)
-    result.replaced = sum(keys[k] not in failed for k in plan.replace)
+    segment = writer.close()
+    return ShardResult(
+        shard.index,
+        segment if segment.sequences else None,
+        summary.sequences,
+        summary.frames,
+        list(summary.skipped),
+    )
+
+
+def discard_staging(plan: BuildPlan) -> None:
+    """Remove the plan's staged sequence files (after the commit, or after a failure)."""
+    if plan.staging:
+        fs, _ = location(plan.request.store).filesystem()
+        if fs.exists(plan.staging):
+            fs.rm(plan.staging, recursive=True)
+
+
+def finalize_build(plan: BuildPlan, shards: list[ShardResult]) -> BuildResult:
+    """Commit every shard's segment and the drops as one new version; return the summary."""
+    result = dataclasses.replace(plan.result, skipped=dict(plan.result.skipped))
+    if result.status == "unchanged":
+        return result
+    if plan.provenance is None:
+        raise TcmrError(f"{result.store}: the build plan has no provenance to commit")
+    request = plan.request
+    writer = StoreWriter(
+        request.store,
+        request.group,
+        plan.provenance,
+        mode="append" if plan.append else "overwrite",
+    )
+    for name, person_id in plan.drop:
+        writer.drop(name, person_id)
+    for shard in sorted(shards, key=lambda s: s.shard):
+        if shard.segment is not None:
+            writer.adopt(shard.segment)
+    writer.commit()
+    discard_staging(plan)
+    failed = {skip.key for shard in shards for skip in shard.skipped}
+    result.extracted = sum(shard.sequences for shard in shards)
+    result.added = sum(key not in failed for key in plan.added)
+    result.replaced = sum(key not in failed for key in plan.replaced)
     result.dropped = len(plan.drop)
-    result.skipped = dict(Counter(s.reason for s in [*quarantine.skips, *summary.skipped]))
+    for shard in shards:
+        for skip in shard.skipped:
+            result.skipped[skip.reason] = result.skipped.get(skip.reason, 0) + 1
     result.sequences, result.frames, result.windows = _group_counts(request)
-    result.seconds = time.perf_counter() - started
+    result.seconds = time.time() - plan.started
     return result
+
+
+def build_dataset(
+    request: BuildRequest,
+    *,
+    progress: bool = False,
+    max_workers: int = 1,
+    shard_frames: int = SHARD_ROWS,
+) -> BuildResult:
+    """Bring `request.group` up to date: plan, extract the shards (threads), commit once.
+
+    Raises TcmrError before anything is committed, so a failed build leaves the store's
+    previous version in place (and its staged files removed).
+    """
+    plan = plan_build(request, shard_frames)
+    try:
+        if max_workers > 1 and len(plan.shards) > 1:
+            with ThreadPoolExecutor(max_workers) as pool:
+                shards = list(pool.map(lambda s: extract_shard(request, s), plan.shards))
+        else:
+            shards = [extract_shard(request, s, progress=progress) for s in plan.shards]
+        return finalize_build(plan, shards)
+    finally:
+        discard_staging(plan)

@@ -43,7 +43,7 @@ from storage.layout import FEATURE_DIM
 from storage.provenance import Provenance
 from storage.reader import content_hashes
 from storage.schema import SHARD_ROWS
-from storage.writer import StoreWriter, read_pointer
+from storage.writer import SegmentWriter, StoreWriter, read_pointer
 
 CHUNK_FRAMES = 32
 """Frames per decode task for image files and bytes (video sequences are one task each)."""
@@ -489,3 +489,44 @@ def extract_to_store(
         writer.commit()
         summary.stage_seconds["write"] += time.perf_counter() - tick
     return summary
+
+
+def extract_to_segment(
+    records: Iterable[SequenceRecord],
+    writer: SegmentWriter,
+    checkpoint: Path,
+    settings: CropSettings,
+    *,
+    device: str = "cpu",
+    batch_size: int = 256,
+    num_decode_threads: int = 8,
+    autocast: bool = True,
+    progress: bool = False,
+) -> ExtractionSummary:
+    """Extract features of every record into one shard's `writer` (the caller commits it).
+
+    One writer per shard: parallel shards each own a segment, and a single commit adopts
+    them all, so concurrent extraction never writes into the same Zarr shard.
+    """
+
+    def sink(record: SequenceRecord, features: np.ndarray) -> None:
+        writer.add(
+            record.name,
+            record.person_id,
+            record.fps,
+            record.content_hash,
+            _store_arrays(record, features),
+        )
+
+    return run_extraction(
+        records,
+        load_spin_backbone(checkpoint, device="cpu"),
+        sink,
+        lambda record: False,
+        settings,
+        device=device,
+        batch_size=batch_size,
+        num_decode_threads=num_decode_threads,
+        autocast=autocast,
+        progress=progress,
+    )

@@ -19,6 +19,7 @@ Seed = Annotated[int, typer.Option(help="Occlusion seed.")]
 Checkpoint = Annotated[Path | None, typer.Option(help="SPIN checkpoint.")]
 Device = Annotated[str, typer.Option(help="auto, cpu or a torch device.")]
 BatchSize = Annotated[int, typer.Option(help="Backbone batch size.")]
+Workers = Annotated[int, typer.Option(min=1, help="Threads extracting shards in parallel.")]
 
 
 def _run(
@@ -27,13 +28,14 @@ def _run(
     store: str | None,
     base_data: Path | None,
     recipe: FeatureRecipe,
+    workers: int,
 ) -> None:
-    """Build each dataset part in turn and print one line per group."""
+    """Build each dataset part in turn (its shards on `workers` threads); one line per group."""
     from flows.parameters import requests_for
     from pipeline.build import build_dataset
 
     for request in requests_for(specs, data_root, store, recipe, base_data):
-        result = build_dataset(request, progress=True)
+        result = build_dataset(request, progress=workers == 1, max_workers=workers)
         skipped = sum(result.skipped.values())
         typer.echo(
             f"{result.store}: {result.status}, {result.sequences} sequences, {result.frames} "
@@ -63,6 +65,7 @@ def register(app: typer.Typer) -> None:
         checkpoint: Checkpoint = None,
         device: Device = "auto",
         batch_size: BatchSize = 32,
+        workers: Workers = 1,
     ) -> None:
         """Build feature store groups; unchanged sources are skipped without parsing."""
         from flows.parameters import DatasetSpec, FeatureRecipe
@@ -79,7 +82,7 @@ def register(app: typer.Typer) -> None:
             device=device,
             batch_size=batch_size,
         )
-        _run(specs, data_root, store, base_data, recipe)
+        _run(specs, data_root, store, base_data, recipe, workers)
 
     @app.command("refresh")
     def refresh(
@@ -93,6 +96,7 @@ def register(app: typer.Typer) -> None:
         checkpoint: Checkpoint = None,
         device: Device = "auto",
         batch_size: BatchSize = 32,
+        workers: Workers = 1,
     ) -> None:
         """Update every store group of a variant: new or changed sequences in, removed out."""
         from flows.parameters import FeatureRecipe, stored_datasets
@@ -114,4 +118,4 @@ def register(app: typer.Typer) -> None:
             device=device,
             batch_size=batch_size,
         )
-        _run(specs, data_root, store, base_data, recipe)
+        _run(specs, data_root, store, base_data, recipe, workers)

@@ -40,7 +40,7 @@ def test_build_features_on_a_dask_cluster(
             recipe=FeatureRecipe(device="cpu", batch_size=8),
             execution=execution,
         )
-    builds = [t for t in stream.data if "build_part" in str(t["key"])]
+    builds = [t for t in stream.data if "extract_part_shard" in str(t["key"])]
 
     assert outcome.result is not None and outcome.result.status == "built"
     assert len(open_store(str(store), "pennaction/test/clean")) == 18
