@@ -1,9 +1,10 @@
 """The `build-features` flow: datasets in their release formats -> Zarr feature stores.
 
-Per dataset part: download (when links are given) -> parse -> extract only what the store
-lacks -> commit with window indexes -> per-run table and markdown artifacts. Running it
-again with nothing changed parses and extracts nothing; one part failing leaves the other
-parts' stores committed and its own store at its previous version.
+Per dataset part: download (when links are given) -> parse and stage what the store lacks
+-> extract it shard by shard (one task and one segment per shard) -> one commit with window
+indexes -> per-run table and markdown artifacts. Running it again with nothing changed
+parses and extracts nothing; one part failing leaves the other parts' stores committed and
+its own store at its previous version.
 """
 
 from __future__ import annotations

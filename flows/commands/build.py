@@ -20,6 +20,9 @@ Checkpoint = Annotated[Path | None, typer.Option(help="SPIN checkpoint.")]
 Device = Annotated[str, typer.Option(help="auto, cpu or a torch device.")]
 BatchSize = Annotated[int, typer.Option(help="Backbone batch size.")]
 Workers = Annotated[int, typer.Option(min=1, help="Threads extracting shards in parallel.")]
+ShardFrames = Annotated[
+    int | None, typer.Option(min=1, help="Frames per extraction shard; default: a store shard.")
+]
 
 
 def _run(
@@ -29,13 +32,20 @@ def _run(
     base_data: Path | None,
     recipe: FeatureRecipe,
     workers: int,
+    shard_frames: int | None,
 ) -> None:
     """Build each dataset part in turn (its shards on `workers` threads); one line per group."""
     from flows.parameters import requests_for
     from pipeline.build import build_dataset
+    from storage.schema import SHARD_ROWS
 
     for request in requests_for(specs, data_root, store, recipe, base_data):
-        result = build_dataset(request, progress=workers == 1, max_workers=workers)
+        result = build_dataset(
+            request,
+            progress=workers == 1,
+            max_workers=workers,
+            shard_frames=shard_frames or SHARD_ROWS,
+        )
         skipped = sum(result.skipped.values())
         typer.echo(
             f"{result.store}: {result.status}, {result.sequences} sequences, {result.frames} "
@@ -66,6 +76,7 @@ def register(app: typer.Typer) -> None:
         device: Device = "auto",
         batch_size: BatchSize = 32,
         workers: Workers = 1,
+        shard_frames: ShardFrames = None,
     ) -> None:
         """Build feature store groups; unchanged sources are skipped without parsing."""
         from flows.parameters import DatasetSpec, FeatureRecipe
@@ -82,7 +93,7 @@ def register(app: typer.Typer) -> None:
             device=device,
             batch_size=batch_size,
         )
-        _run(specs, data_root, store, base_data, recipe, workers)
+        _run(specs, data_root, store, base_data, recipe, workers, shard_frames)
 
     @app.command("refresh")
     def refresh(
@@ -97,6 +108,7 @@ def register(app: typer.Typer) -> None:
         device: Device = "auto",
         batch_size: BatchSize = 32,
         workers: Workers = 1,
+        shard_frames: ShardFrames = None,
     ) -> None:
         """Update every store group of a variant: new or changed sequences in, removed out."""
         from flows.parameters import FeatureRecipe, stored_datasets
@@ -118,4 +130,4 @@ def register(app: typer.Typer) -> None:
             device=device,
             batch_size=batch_size,
         )
-        _run(specs, data_root, store, base_data, recipe, workers)
+        _run(specs, data_root, store, base_data, recipe, workers, shard_frames)

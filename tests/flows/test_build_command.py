@@ -59,7 +59,7 @@ def test_a_killed_build_reruns_to_completion(
     args = [
         "build-features", "pennaction", "--split", "train", "--device", "cpu",
         "--batch-size", "4", "--data-root", str(penn_sample(tmp_path_factory)),
-        "--store", str(tmp_path),
+        "--store", str(tmp_path), "--workers", "2", "--shard-frames", "20",
     ]  # fmt: skip
     group = tmp_path / "pennaction" / "train" / "clean"
     build = subprocess.Popen([*TCMR, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
