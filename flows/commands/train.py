@@ -40,7 +40,13 @@ def register(app: typer.Typer) -> None:
         dataset: str | None = typer.Option(
             None, help="3dpw, h36m or mpii3d (joint rule); default: the group's first part."
         ),
-        protocol: str = typer.Option("tcmr", help="tcmr (paper tables) or vibe (older numbers)."),
+        protocol: str = typer.Option(
+            "tcmr",
+            help="tcmr: evaluate.py, the paper tables (every frame, accel per sequence). vibe: "
+            "VIBE's frame set (frames below 16*floor(N/16)), each predicted as the mid frame "
+            "of its own window, errors over the frames concatenated across sequences, plus "
+            "accel (predicted acceleration magnitude).",
+        ),
         batch_size: int = typer.Option(256, help="Windows per forward pass."),
         filter_name: str = typer.Option("none", "--filter", help="none, slerp or one-euro."),
         out: Path = typer.Option(..., help="Folder for metrics.json, sequences.csv, plots."),

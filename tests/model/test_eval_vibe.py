@@ -1,0 +1,76 @@
+"""`protocol="vibe"`: VIBE's frame set and concatenated errors (tcmr.md §10.5), by hand."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model.checkpoint import save_checkpoint
+from model.config import ModelConfig
+from model.evaluate import evaluate
+from model.smpl import SMPL
+from model.tcmr import TCMR
+from storage.importdb import import_db
+from storage.settings import Settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "storage"))
+from official_db import threedpw_db
+
+H36M_TO_J14 = [6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10]
+TINY = ModelConfig(hidden_size=16, n_layers=1, attention_size=8)
+
+
+def vibe_frames(n: int) -> list[list[int]]:
+    """Windows of the frames VIBE scores (below 16*floor(n/16)), frame k at the mid position."""
+    m = 16 * (n // 16)
+    return [list(range(k - 8, k + 8)) if 8 <= k <= m - 8 else [k] * 16 for k in range(m)]
+
+
+def test_vibe_protocol_scores_vibes_frames_concatenated(
+    tmp_path: Path, base_data: Path, smpl: SMPL
+) -> None:
+    runs = {"b_0": 35, "a_0": 20, "c_0": 10}  # 32 + 16 frames scored; c_0 too short
+    db = threedpw_db(tmp_path / "3dpw_test_db.pt", runs, seed=11)
+    import_db(tmp_path / "3dpw_test_db.pt", "3dpw", "test", str(tmp_path / "s"), "3dpw/test/x")
+    torch.manual_seed(0)
+    model = TCMR(TINY, base_data / "smpl_mean_params.npz").set_smpl(smpl).eval()
+    ckpt = save_checkpoint(tmp_path / "tiny.pt", model, TINY, {"test": True})
+    result = evaluate(
+        ckpt, str(tmp_path / "s"), "3dpw/test/x", tmp_path / "out", protocol="vibe",
+        batch_size=8, settings=Settings(base_data=base_data, device="cpu"),
+    )  # fmt: skip
+
+    regressor = np.load(base_data / "J_regressor_h36m.npy").astype(np.float32)
+    pred, gt = [], []
+    first = 0
+    for n in runs.values():  # db order, as VIBE concatenates
+        feats = db["features"][first : first + n]
+        windows = vibe_frames(n)
+        if windows:
+            with torch.inference_mode():
+                out, _ = model(torch.from_numpy(np.stack([feats[w] for w in windows])))
+            pred.append(np.einsum("jv,nvc->njc", regressor, out["verts"].numpy())[:, H36M_TO_J14])
+            gt.append(db["joints3D"][first : first + len(windows)])
+        first += n
+    p = np.concatenate(pred).astype(np.float64)
+    g = np.concatenate(gt)
+    p -= p[:, [2, 3]].mean(axis=1, keepdims=True)
+    g -= g[:, [2, 3]].mean(axis=1, keepdims=True)
+    a_pred = p[:-2] - 2 * p[1:-1] + p[2:]
+    a_gt = g[:-2] - 2 * g[1:-1] + g[2:]
+
+    metrics = result.metrics
+    assert metrics["frames"] == 48 and metrics["protocol"] == "vibe"
+    mpjpe = np.linalg.norm(p - g, axis=-1).mean() * 1000
+    assert metrics["mpjpe"] == pytest.approx(mpjpe, abs=1e-3)
+    accel_err = np.linalg.norm(a_pred - a_gt, axis=-1).mean() * 1000  # 46 values incl. boundary
+    assert metrics["accel_error"] == pytest.approx(accel_err, abs=1e-3)
+    accel = np.linalg.norm(a_pred, axis=-1).mean() * 1000
+    assert metrics["accel"] == pytest.approx(accel, abs=1e-3)
+    # the two accelerations centred on frames 31 | 32 span the b_0 / a_0 boundary and count
+    inside = np.delete(np.linalg.norm(a_pred - a_gt, axis=-1).mean(-1), [30, 31]).mean() * 1000
+    assert abs(inside - metrics["accel_error"]) > 1e-3
