@@ -151,13 +151,12 @@ def test_3dpw_matches_the_official_loop(
 def test_mpii3d_matches_the_official_loop(
     tmp_path: Path, base_data: Path, smpl: SMPL, official
 ) -> None:
-    runs = {"TS1": 18, "TS2": 16, "TS3": 16, "TS4": 9}
+    runs = {"TS1": 18, "TS2": 16, "TS3": 9}
     path = tmp_path / "mpii3d_val_scale12_db.pt"
     db = mpii3d_val_db(path, runs, seed=8)
-    valid = np.ones((59, 1))
-    valid[[0, 5, 6, 17]] = 0  # TS1: first, two inside, last
-    valid[[24]] = 0  # TS2
-    valid[34:50] = 0  # TS3 has no valid frame: skipped
+    valid = np.ones((43, 1))
+    valid[[0, 5, 6, 17]] = 0  # TS1: first, two inside, last (still windowed, then masked)
+    valid[18:34] = 0  # TS2 has no valid frame: skipped (subj6_seg0)
     db["valid_i"] = valid
     joblib.dump(db, path)
     import_db(path, "mpii3d", "val", str(tmp_path / "s"), "mpii3d/val/base")
@@ -185,7 +184,7 @@ def test_mpii3d_matches_the_official_loop(
     expected = {key: float(np.concatenate(v).mean()) for key, v in per_frame.items()}
 
     metrics = result.metrics
-    assert metrics["frames"] == 14 + 15 and metrics["sequences"] == 2
+    assert metrics["frames"] == 14 and metrics["sequences"] == 1
     assert metrics["mpjpe"] == pytest.approx(expected["mpjpe"], abs=TOLERANCE_MM)
     assert metrics["pa_mpjpe"] == pytest.approx(expected["pa_mpjpe"], abs=TOLERANCE_MM)
     assert metrics["accel_error"] == pytest.approx(expected["accel"], abs=TOLERANCE_MM)
