@@ -29,7 +29,6 @@ from pipeline.build import (
     BuildResult,
     Shard,
     ShardResult,
-    discard_staging,
     extract_shard,
     finalize_build,
     plan_build,
@@ -197,9 +196,7 @@ def build_parts(
     finals: dict[int, PrefectFuture[BuildResult]] = {}
     for i, futures in shards.items():
         errors[i] = _first_failure(futures)
-        if errors[i]:
-            discard_staging(plans[i].result())
-        else:
+        if not errors[i]:  # a failed part keeps its finished shards for the rerun
             finals[i] = finalize_part.submit(
                 plans[i].result(), [future.result() for future in futures]
             )
@@ -207,8 +204,6 @@ def build_parts(
     for i, request in enumerate(requests):
         if i in finals:
             errors[i] = _failure(finals[i])
-            if errors[i]:
-                discard_staging(plans[i].result())
         result = finals[i].result() if i in finals and not errors[i] else None
         outcomes.append(PartOutcome(request, result, errors.get(i, "")))
     logger = get_run_logger()

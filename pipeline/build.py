@@ -21,6 +21,8 @@ import importlib
 import importlib.metadata
 import io
 import os
+import pickle
+import posixpath
 import time
 import zipfile
 from collections import Counter
@@ -372,13 +374,21 @@ def plan_build(request: BuildRequest, shard_frames: int = SHARD_ROWS) -> BuildPl
     plan.added = [keys[k] for k in refresh.add]
     plan.replaced = [keys[k] for k in refresh.replace]
     plan.drop = list(refresh.drop)
+    to_write = set(refresh.to_write)
+    # The staging folder is named by everything that decides its shards' segments, so a
+    # rerun after a kill or a failure finds the shards already extracted and adopts them.
+    work = hashlib.sha256(repr(sorted(plan.provenance.to_dict().items())).encode())
+    for record in records:
+        if (record.name, record.person_id) in to_write:
+            work.update(f"{record.name}\0{record.person_id}\0{record.content_hash}\n".encode())
+    work.update(f"shard_frames={shard_frames}".encode())
     fs, base = loc.filesystem()
     group_staging = f"{base}/.staging/{request.group}"
-    if fs.exists(group_staging):
-        fs.rm(group_staging, recursive=True)  # a killed run's leftovers
-    plan.staging = f"{group_staging}/{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    plan.staging = f"{group_staging}/{work.hexdigest()[:16]}"
+    for old in fs.ls(group_staging, detail=False) if fs.exists(group_staging) else []:
+        if old.rstrip("/").rsplit("/", 1)[-1] != plan.staging.rsplit("/", 1)[-1]:
+            fs.rm(old, recursive=True)  # another plan's leftovers
     fs.makedirs(plan.staging, exist_ok=True)
-    to_write = set(refresh.to_write)
     staged = []
     for i, record in enumerate(r for r in records if (r.name, r.person_id) in to_write):
         path = f"{plan.staging}/{i:06d}.npz"
@@ -391,7 +401,14 @@ def plan_build(request: BuildRequest, shard_frames: int = SHARD_ROWS) -> BuildPl
 def extract_shard(request: BuildRequest, shard: Shard, *, progress: bool = False) -> ShardResult:
     """Extract one shard's staged sequences into a new segment of the request's group."""
     loc = location(request.store)
-    fs, _ = loc.filesystem()
+    fs, base = loc.filesystem()
+    marker = f"{posixpath.dirname(shard.files[0])}/shard-{shard.index:06d}.done"
+    if fs.exists(marker):
+        done: ShardResult = pickle.loads(fs.cat_file(marker))
+        if done.segment is None or fs.exists(
+            f"{base}/{request.group}/segments/{done.segment.segment_id}"
+        ):
+            return done
     records = [load_staged(fs.cat_file(path), path) for path in shard.files]
     writer = SegmentWriter(loc, request.group)
     summary = extract_to_segment(
@@ -405,17 +422,19 @@ def extract_shard(request: BuildRequest, shard: Shard, *, progress: bool = False
         progress=progress,
     )
     segment = writer.close()
-    return ShardResult(
+    result = ShardResult(
         shard.index,
         segment if segment.sequences else None,
         summary.sequences,
         summary.frames,
         list(summary.skipped),
     )
+    fs.pipe_file(marker, pickle.dumps(result))
+    return result
 
 
 def discard_staging(plan: BuildPlan) -> None:
-    """Remove the plan's staged sequence files (after the commit, or after a failure)."""
+    """Remove the plan's staged sequence files and shard markers once they are committed."""
     if plan.staging:
         fs, _ = location(plan.request.store).filesystem()
         if fs.exists(plan.staging):
@@ -466,15 +485,12 @@ def build_dataset(
     """Bring `request.group` up to date: plan, extract the shards (threads), commit once.
 
     Raises TcmrError before anything is committed, so a failed build leaves the store's
-    previous version in place (and its staged files removed).
+    previous version in place; a rerun adopts the shards the failed or killed run finished.
     """
     plan = plan_build(request, shard_frames)
-    try:
-        if max_workers > 1 and len(plan.shards) > 1:
-            with ThreadPoolExecutor(max_workers) as pool:
-                shards = list(pool.map(lambda s: extract_shard(request, s), plan.shards))
-        else:
-            shards = [extract_shard(request, s, progress=progress) for s in plan.shards]
-        return finalize_build(plan, shards)
-    finally:
-        discard_staging(plan)
+    if max_workers > 1 and len(plan.shards) > 1:
+        with ThreadPoolExecutor(max_workers) as pool:
+            shards = list(pool.map(lambda s: extract_shard(request, s), plan.shards))
+    else:
+        shards = [extract_shard(request, s, progress=progress) for s in plan.shards]
+    return finalize_build(plan, shards)

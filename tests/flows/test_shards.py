@@ -18,9 +18,11 @@ from prefect.client.schemas.filters import (
 
 from flows.build_features import build_features
 from flows.parameters import DatasetSpec, Execution, FeatureRecipe, requests_for
-from pipeline.build import build_dataset
+from pipeline.build import build_dataset, extract_shard, plan_build
+from storage.backend import location
 from storage.reader import open_store
 from storage.schema import ARRAYS
+from storage.writer import read_pointer
 
 RECIPE = FeatureRecipe(device="cpu", batch_size=8)
 PENN_TRAIN = DatasetSpec(dataset="pennaction", splits=["train"])
@@ -71,3 +73,21 @@ def test_two_shards_run_as_two_task_runs_and_equal_a_single_shard_build(
     assert not (tmp_path / "sharded" / ".staging" / GROUP).exists() or not any(
         (tmp_path / "sharded" / ".staging" / GROUP).iterdir()
     )
+
+
+def test_a_rerun_adopts_the_shards_an_interrupted_build_finished(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    data_root = penn_sample(tmp_path_factory)
+    (request,) = requests_for([PENN_TRAIN], data_root, str(tmp_path), RECIPE, None)
+    interrupted = plan_build(request, shard_frames=20)
+    first = extract_shard(request, interrupted.shards[0])  # then the run dies
+
+    rerun = build_dataset(request, shard_frames=20)
+    pointer = read_pointer(location(str(tmp_path)), GROUP)
+
+    assert len(interrupted.shards) == 2 and first.segment is not None
+    assert pointer is not None and first.segment.segment_id in pointer["segments"]
+    assert len(pointer["segments"]) == 2
+    assert rerun.status == "built" and rerun.frames == 38 and rerun.added == 2
+    assert not Path(interrupted.staging).exists()
