@@ -178,6 +178,9 @@ class DaskCluster:
     cpu_worker: str
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
 @pytest.fixture
 def dask_cluster(
     prefect_server: PrefectServer, monkeypatch: pytest.MonkeyPatch
@@ -192,6 +195,9 @@ def dask_cluster(
     monkeypatch.setenv("TCMR_TEST_PROCESS_MARKER", marker)
     monkeypatch.setenv("PREFECT_API_URL", prefect_server.api_url)
     monkeypatch.setenv("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "false")
+    # distributed's Nanny writes these into this process's environment and never restores
+    # them: every later subprocess would run single-threaded (different float rounding).
+    threads = {name: os.environ.get(name) for name in THREAD_VARIABLES}
     worker = {"nthreads": 1, "dashboard_address": None}
     cluster = SpecCluster(
         scheduler={"cls": Scheduler, "options": {"dashboard_address": None}},
@@ -208,6 +214,11 @@ def dask_cluster(
         yield DaskCluster(cluster.scheduler_address, by_name["gpu"], by_name["cpu"])
     finally:
         cluster.close()
+        for name, value in threads.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         deadline = time.monotonic() + 20
         while (left := marked_processes(marker)) and time.monotonic() < deadline:
             time.sleep(0.5)

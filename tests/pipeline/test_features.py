@@ -189,9 +189,11 @@ def test_killed_run_resumes_to_the_same_store(tmp_path: Path, checkpoint: Path) 
 
     victim = tmp_path / "killed"
     args = [tmp_path / "frames", victim, checkpoint, Path(__file__).parent]
-    process = subprocess.Popen(
-        [sys.executable, "-c", RUNNER, *map(str, args)], env={**os.environ, "PYTHONPATH": str(REPO)}
-    )
+    # CPU float rounding depends on the thread count: the killed run uses this process's.
+    threads = str(torch.get_num_threads())
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": threads}
+    env["MKL_NUM_THREADS"] = threads
+    process = subprocess.Popen([sys.executable, "-c", RUNNER, *map(str, args)], env=env)
     loc = location(str(victim))
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
