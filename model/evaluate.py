@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,6 +52,7 @@ from model.metrics import (
 from model.smpl import SMPL
 from model.tcmr import TCMR
 from storage.errors import StoreError, TcmrError
+from storage.files import write_atomic
 from storage.hashing import file_sha256
 from storage.layout import COMMON_JOINTS, COMMON_PELVIS
 from storage.reader import Store, open_store
@@ -279,18 +279,8 @@ def score(frames: FramePredictions, rule: JointRule, protocol: str, names: list[
     return Scores(summary, rows, curves)
 
 
-def _write_atomic(path: Path, write: Any) -> Path:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def write_metrics_json(path: Path, metrics: dict[str, Any]) -> Path:
-    return _write_atomic(path, lambda tmp: tmp.write_text(json.dumps(metrics, indent=2) + "\n"))
+    return write_atomic(path, lambda tmp: tmp.write_text(json.dumps(metrics, indent=2) + "\n"))
 
 
 def write_per_frame(path: Path, arrays: dict[str, np.ndarray]) -> Path:
@@ -300,7 +290,7 @@ def write_per_frame(path: Path, arrays: dict[str, np.ndarray]) -> Path:
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
 
-    return _write_atomic(path, write)
+    return write_atomic(path, write)
 
 
 def write_sequences_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -312,7 +302,7 @@ def write_sequences_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
             writer.writeheader()
             writer.writerows(rows)
 
-    return _write_atomic(path, write)
+    return write_atomic(path, write)
 
 
 def plot_accel(curves: dict[str, np.ndarray], sequence: str, path: Path) -> Path:
@@ -330,7 +320,7 @@ def plot_accel(curves: dict[str, np.ndarray], sequence: str, path: Path) -> Path
     ax.set_title(sequence)
     ax.legend()
     fig.tight_layout()
-    _write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
     return path
 
@@ -352,7 +342,7 @@ def plot_attention(scores: np.ndarray, sequence: str, path: Path) -> Path:
     ax.set_title(sequence)
     ax.legend()
     fig.tight_layout()
-    _write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
     return path
 

@@ -31,6 +31,7 @@ from urllib.parse import unquote, urlsplit
 from tqdm import tqdm
 
 from storage.errors import FormatError, MissingFileError, TcmrError
+from storage.files import write_atomic
 from storage.hashing import file_sha256
 
 CHUNK = 1 << 20
@@ -60,13 +61,7 @@ class _Marker:
 
     def write(self, path: Path) -> None:
         payload = {"url": self.url, "sha256": self.sha256, "size": self.size}
-        _write_atomic(path, json.dumps(payload, indent=1) + "\n")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+        write_atomic(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=1) + "\n"))
 
 
 def file_name_of(url: str) -> str:
@@ -293,7 +288,7 @@ def fetch_and_extract(
         "sha256": digest.sha256 if digest else "",
         "files": [str(f.relative_to(dest_dir)) for f in files],
     }
-    _write_atomic(done_path, json.dumps(record) + "\n")
+    write_atomic(done_path, lambda tmp: tmp.write_text(json.dumps(record) + "\n"))
     return files
 
 

@@ -10,7 +10,6 @@ sparse matrix under its old `scipy.sparse.csc` path.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import types
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import torch
 
 from pipeline.sample.body import symmetric_vertex_ids, synthetic_smpl_arrays
 from pipeline.sample.py2pickle import dumps_py2
+from storage.files import write_atomic
 
 SMPL_FILES: dict[str, str] = {
     "neutral": "SMPL_NEUTRAL.pkl",
@@ -94,19 +94,6 @@ def _as_old_sparse(csc_class: type, matrix: scipy.sparse.spmatrix) -> Any:
     return obj
 
 
-def _write_atomic(path: Path, write: Any) -> Path:
-    """Write through `write(tmp_path)` to a temporary name, then move it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def write_smpl_pkl(path: Path, arrays: dict[str, Any], chumpy: bool = True) -> Path:
     """Write an SMPL model pkl with the official keys (protocol 2, latin1-readable).
 
@@ -140,7 +127,7 @@ def write_smpl_pkl(path: Path, arrays: dict[str, Any], chumpy: bool = True) -> P
     stand_ins = {"chumpy.ch.Ch": ch_class, "scipy.sparse.csc.csc_matrix": csc_class}
     with _registered(stand_ins):
         payload = dumps_py2(model)
-    return _write_atomic(path, lambda tmp: tmp.write_bytes(payload))
+    return write_atomic(path, lambda tmp: tmp.write_bytes(payload))
 
 
 def mean_params(seed: int = 0) -> dict[str, np.ndarray]:
@@ -249,7 +236,7 @@ def write_spin_checkpoint(path: Path, params: dict[str, np.ndarray], seed: int =
         "dataset_perm": torch.randperm(4096, generator=gen),
         "total_step_count": 180_000,
     }
-    return _write_atomic(path, lambda tmp: torch.save(checkpoint, tmp))
+    return write_atomic(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
 def _save_npy(path: Path, array: np.ndarray) -> Path:
@@ -257,7 +244,7 @@ def _save_npy(path: Path, array: np.ndarray) -> Path:
         with tmp.open("wb") as handle:
             np.save(handle, array)
 
-    return _write_atomic(path, write)
+    return write_atomic(path, write)
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
@@ -265,7 +252,7 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
         with tmp.open("wb") as handle:
             np.savez(handle, **arrays)
 
-    return _write_atomic(path, write)
+    return write_atomic(path, write)
 
 
 def write_base_data(folder: Path, seed: int = 0) -> dict[str, Path]:

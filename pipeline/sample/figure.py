@@ -19,8 +19,8 @@ from scipy.spatial.transform import Rotation
 
 from pipeline.overlay import write_bgr_video
 from pipeline.sample.body import synthetic_smpl_arrays
-from pipeline.sample.files import write_atomic
 from pipeline.smpl_body import BodyOutput, SpinBody
+from storage.files import write_atomic
 
 # SMPL joint indices driven by the walking motion.
 _L_HIP, _R_HIP, _L_KNEE, _R_KNEE = 1, 2, 4, 5

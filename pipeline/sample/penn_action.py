@@ -15,8 +15,8 @@ import numpy as np
 import scipy.io
 
 from pipeline.sample.figure import Camera, MotionClip, render_clip, synthetic_body, write_jpegs
-from pipeline.sample.files import write_atomic
 from pipeline.smpl_body import SpinBody
+from storage.files import write_atomic
 
 FRAME_SIZE = (240, 320)  # (H, W); the release is mostly 480x360 and larger
 # Penn index -> SPIN-49 row, VIBE labelling: head top, l/r shoulder, elbow, wrist, hip, knee, ankle.

@@ -25,8 +25,8 @@ from pipeline.sample.figure import (
     synthetic_body,
     write_jpeg,
 )
-from pipeline.sample.files import write_atomic
 from pipeline.smpl_body import SpinBody
+from storage.files import write_atomic
 from storage.layout import SPIN_JOINT_NAMES
 
 FRAME_SIZE = (240, 320)

@@ -23,9 +23,9 @@ from pipeline.sample.figure import (
     synthetic_body,
     write_jpeg,
 )
-from pipeline.sample.files import write_atomic
 from pipeline.sample.py2pickle import dumps_py2
 from pipeline.smpl_body import SpinBody
+from storage.files import write_atomic
 from storage.layout import H36M_TO_J14, SPIN_JOINT_NAMES
 
 FRAME_SIZE = (256, 192)  # portrait, like the phone frames of the release (H, W)

@@ -1,7 +1,7 @@
-"""Whole-file writes for the sample writers: a file appears complete or not at all.
+"""Whole-file writes: a file appears complete or not at all.
 
-Readers under test must never see half a fixture, and an interrupted sample build must not
-leave one behind that a later run would mistake for finished.
+A reader must never see half a file, and an interrupted run must not leave one behind that a
+later run would mistake for finished (metrics, plots, markers, base data, sample fixtures).
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ def write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
     """Create the parent folder, `write(temporary)`, then move it to `path`; returns `path`.
 
     The temporary sibling keeps the suffix, since some writers pick the format by it
-    (scipy's savemat appends `.mat` to a name without it).
+    (scipy's savemat appends `.mat` to a name without it), and carries the process id so
+    concurrent writers of the same file never share one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.partial{path.suffix}")
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
     try:
         write(temporary)
         os.replace(temporary, path)
