@@ -18,7 +18,7 @@ visible keypoints' extent (`bbox_enlarge_2017`, a documented choice — no offic
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -97,17 +97,14 @@ def read_posetrack(
 ) -> Iterator[SequenceRecord]:
     """Yield one record per kept track of every `posetrack_data/annotations/<split>/*.json`."""
     rules = rules or PoseTrackRules()
-    folder = Path(root) / "posetrack_data" / "annotations" / split
-    files = sorted(folder.glob("*.json"))
-    if not files:
-        raise MissingFileError(f"{folder}: no PoseTrack annotation files (*.json)")
-    for path in files:
-        try:
-            yield from _video_2018(Path(root), path, split, rules, quarantine)
-        except FormatError as error:
-            if quarantine is None:
-                raise
-            quarantine.add(f"{DATASET}/{split}/{path.stem}", path, "json", str(error))
+    yield from _each_video(
+        Path(root) / "posetrack_data" / "annotations" / split,
+        "PoseTrack",
+        lambda path: _video_2018(Path(root), path, split, rules, quarantine),
+        f"{DATASET}/{split}",
+        "json",
+        quarantine,
+    )
 
 
 def _video_2018(
@@ -223,17 +220,14 @@ def read_posetrack2017(
 ) -> Iterator[SequenceRecord]:
     """Yield one record per kept track of every `annotations/<split>/*.json` (2017 format)."""
     rules = rules or PoseTrackRules()
-    folder = Path(root) / "annotations" / split
-    files = sorted(folder.glob("*.json"))
-    if not files:
-        raise MissingFileError(f"{folder}: no PoseTrack 2017 annotation files (*.json)")
-    for path in files:
-        try:
-            yield from _video_2017(Path(root), path, split, rules, quarantine)
-        except FormatError as error:
-            if quarantine is None:
-                raise
-            quarantine.add(f"posetrack2017/{split}/{path.stem}", path, "annolist", str(error))
+    yield from _each_video(
+        Path(root) / "annotations" / split,
+        "PoseTrack 2017",
+        lambda path: _video_2017(Path(root), path, split, rules, quarantine),
+        f"posetrack2017/{split}",
+        "annolist",
+        quarantine,
+    )
 
 
 def _points_2017(rect: dict[str, Any], path: Path) -> np.ndarray:
@@ -295,3 +289,25 @@ def _video_2017(
             continue
         yield _record(split, path.stem, track, images, [row[0] for row in rows], joints2d, bbox,
                       path, rules, f"{track}", dataset="posetrack2017")  # fmt: skip
+
+
+def _each_video(
+    folder: Path,
+    label: str,
+    read_video: Callable[[Path], Iterator[SequenceRecord]],
+    key: str,
+    field_name: str,
+    quarantine: Quarantine | None,
+) -> Iterator[SequenceRecord]:
+    """Records of every `*.json` video file in `folder`; a malformed file is quarantined
+    (or raised without a quarantine) and the others carry on."""
+    files = sorted(folder.glob("*.json"))
+    if not files:
+        raise MissingFileError(f"{folder}: no {label} annotation files (*.json)")
+    for path in files:
+        try:
+            yield from read_video(path)
+        except FormatError as error:
+            if quarantine is None:
+                raise
+            quarantine.add(f"{key}/{path.stem}", path, field_name, str(error))
