@@ -26,9 +26,9 @@ from model.evaluate import JOINT_RULES, predict_frames
 from model.tcmr import build_model
 from model.train import DatasetSpec, TrainConfig, ValidationSpec, train
 from pipeline.sample.base_data import write_base_data
+from pipeline.sample.store import write_sample_store
 from storage.reader import open_store
 from storage.settings import Settings
-from tests.model.train_eval_stores import write_store
 
 
 def windows_per_second(model, data, batch: int, device: str, repeats: int) -> float:
@@ -63,11 +63,11 @@ def main() -> None:
         write_base_data(root / "base", seed=0)
         settings = Settings(base_data=root / "base", store=str(root / "stores"), device=device)
         per_seq = max(16, args.frames // 4)
-        write_store(root / "stores", "3dpw/test/base", [per_seq] * 4, seed=1)
-        write_store(
+        write_sample_store(root / "stores", "3dpw/test/base", [per_seq] * 4, seed=1)
+        write_sample_store(
             root / "stores", "insta/train/base", [64] * 4, seed=2, with_3d=False, with_smpl=False
         )
-        write_store(root / "stores", "3dpw/train/base", [64] * 4, seed=3)
+        write_sample_store(root / "stores", "3dpw/train/base", [64] * 4, seed=3)
 
         torch.manual_seed(0)
         model = build_model(config, settings).to(device).eval()

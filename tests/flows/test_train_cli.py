@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.sample.base_data import write_base_data
-from tests.model.train_eval_stores import write_store
+from pipeline.sample.store import write_sample_store
 
 TCMR = [sys.executable, "-c", "from flows.cli import main; main()"]
 
@@ -50,9 +50,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("cli")
     write_base_data(root / "base", seed=0)
     stores = root / "stores"
-    write_store(stores, "insta/train/base", [32], seed=1, with_3d=False, with_smpl=False)
-    write_store(stores, "3dpw/train/base", [32], seed=2)
-    write_store(stores, "3dpw/test/base", [17, 20], seed=3)
+    write_sample_store(stores, "insta/train/base", [32], seed=1, with_3d=False, with_smpl=False)
+    write_sample_store(stores, "3dpw/train/base", [32], seed=2)
+    write_sample_store(stores, "3dpw/test/base", [17, 20], seed=3)
     return {
         **os.environ,
         "TCMR_BASE_DATA": str(root / "base"),

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from train_eval_stores import write_store
 
 from model.checkpoint import save_checkpoint
 from model.config import ModelConfig
@@ -25,6 +24,7 @@ from model.evaluate import (
 )
 from model.smpl import SMPL
 from model.tcmr import TCMR
+from pipeline.sample.store import write_sample_store
 from storage.errors import TcmrError
 from storage.reader import open_store
 from storage.settings import Settings
@@ -134,7 +134,7 @@ def padded_window(rows: np.ndarray, k: int) -> np.ndarray:
 
 
 def test_one_window_per_frame_mid_frame_and_edge_padding(tiny_model: TCMR, tmp_path: Path) -> None:
-    arrays = write_store(tmp_path, "3dpw/test/base", [20, 10, 17], seed=3)
+    arrays = write_sample_store(tmp_path, "3dpw/test/base", [20, 10, 17], seed=3)
     store = open_store(str(tmp_path), "3dpw/test/base")
     frames = predict_frames(tiny_model, EvalDataset(store), JOINT_RULES["3dpw"], batch_size=5)
     # the 10-frame sequence is skipped; every other frame has exactly one prediction
@@ -156,7 +156,7 @@ def test_one_window_per_frame_mid_frame_and_edge_padding(tiny_model: TCMR, tmp_p
 def test_mpii3d_joints_are_the_17_test_joints_and_valid_masks(
     tiny_model: TCMR, tmp_path: Path
 ) -> None:
-    arrays = write_store(
+    arrays = write_sample_store(
         tmp_path, "mpii3d/val/base", [18], seed=4, with_smpl=False, eval_keep_valid=False
     )
     store = open_store(str(tmp_path), "mpii3d/val/base")
@@ -170,7 +170,7 @@ def test_mpii3d_joints_are_the_17_test_joints_and_valid_masks(
 def test_evaluate_writes_metrics_csv_and_plots(
     tiny_model: TCMR, base_data: Path, tmp_path: Path
 ) -> None:
-    write_store(tmp_path / "stores", "3dpw/test/base", [18, 21], seed=5)
+    write_sample_store(tmp_path / "stores", "3dpw/test/base", [18, 21], seed=5)
     ckpt = save_checkpoint(tmp_path / "ours.pt", tiny_model, TINY, {"test": True})
     settings = Settings(base_data=base_data, store=str(tmp_path / "stores"), device="cpu")
     result = evaluate(
@@ -200,7 +200,7 @@ def test_evaluate_writes_metrics_csv_and_plots(
 
 
 def test_evaluate_vibe_protocol_on_h36m(tiny_model: TCMR, base_data: Path, tmp_path: Path) -> None:
-    write_store(tmp_path / "stores", "h36m/test/base", [17], seed=6, with_smpl=False)
+    write_sample_store(tmp_path / "stores", "h36m/test/base", [17], seed=6, with_smpl=False)
     ckpt = save_checkpoint(tmp_path / "ours.pt", tiny_model, TINY, {"test": True})
     settings = Settings(base_data=base_data, device="cpu")
     result = evaluate(

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from train_eval_stores import write_store
 
 from model.evaluate import evaluate
 from model.train import (
@@ -16,6 +15,7 @@ from model.train import (
     load_train_config,
     train,
 )
+from pipeline.sample.store import write_sample_store
 from storage.errors import FormatError
 from storage.settings import Settings
 
@@ -26,10 +26,10 @@ TINY_MODEL = {"hidden_size": 16, "n_layers": 1, "attention_size": 8}
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("stores")
-    write_store(root, "insta/train/base", [20, 18], seed=1, with_3d=False, with_smpl=False)
-    write_store(root, "3dpw/train/base", [24], seed=2)
-    write_store(root, "mpii3d/train/base", [17], seed=3, with_smpl=False)
-    write_store(root, "3dpw/val/base", [17], seed=4)
+    write_sample_store(root, "insta/train/base", [20, 18], seed=1, with_3d=False, with_smpl=False)
+    write_sample_store(root, "3dpw/train/base", [24], seed=2)
+    write_sample_store(root, "mpii3d/train/base", [17], seed=3, with_smpl=False)
+    write_sample_store(root, "3dpw/val/base", [17], seed=4)
     return root
 
 

@@ -1,4 +1,9 @@
-"""Small stores in the store schema for the training and evaluation tests."""
+"""Synthetic feature stores: random features and labels in the store schema, no dataset needed.
+
+Training, evaluation and their benchmarks take a store as input; this writes a small one
+with `storage.writer.StoreWriter` (so, unlike the dataset samples, it is not independent of
+our store code: it is for code that reads stores, not for testing the store itself).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,8 @@ from storage.provenance import Provenance
 from storage.writer import StoreWriter
 
 
-def sequence_arrays(
-    length: int, seed: int, with_3d: bool = True, with_smpl: bool = True
+def _sequence_arrays(
+    length: int, seed: int, with_3d: bool, with_smpl: bool
 ) -> dict[str, np.ndarray]:
     """Random features, plausible small poses, 49 joints near a 1.7 m body, a fixed bbox."""
     rng = np.random.default_rng(seed)
@@ -34,7 +39,7 @@ def sequence_arrays(
     }
 
 
-def write_store(
+def write_sample_store(
     root: Path,
     group: str,
     lengths: list[int],
@@ -43,11 +48,16 @@ def write_store(
     with_smpl: bool = True,
     eval_keep_valid: bool = True,
 ) -> list[dict[str, np.ndarray]]:
-    """Write one store group of sequences seq0, seq1, ...; returns their arrays."""
+    """Write one store group of sequences seq0, seq1, ... of these lengths; returns their
+    arrays, so a caller can compare what it reads back or predicts with what was written.
+
+    `with_3d=False` leaves the 3D joints masked (an InstaVariety-like 2D set);
+    `with_smpl=False` zeroes pose and shape and clears `has_smpl`.
+    """
     writer = StoreWriter(str(root), group, Provenance(), eval_keep_valid=eval_keep_valid)
     out = []
     for i, length in enumerate(lengths):
-        arrays = sequence_arrays(length, seed * 100 + i, with_3d, with_smpl)
+        arrays = _sequence_arrays(length, seed * 100 + i, with_3d, with_smpl)
         writer.add(f"seq{i}", 0, 30.0, f"{group}-{i}", arrays)
         out.append(arrays)
     writer.commit()
