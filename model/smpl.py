@@ -6,6 +6,8 @@ unpickler that maps chumpy objects to their arrays and refuses any other code re
 reads a converted `.npz`. `SMPL` wraps `smplx.SMPLLayer` (no parameters, so it never ends
 up in an optimiser) and adds VIBE/SPIN's extra joints: 24 SMPL + 21 vertex joints +
 9 `J_regressor_extra` rows, re-indexed into the 49-joint layout of `storage.layout`.
+It is the project's only SMPL: the pipeline's readers and sample writers pose ground-truth
+bodies with it too (from files, or from arrays held in memory), so the two cannot drift.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import codecs
 import copyreg
 import os
 import pickle
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -127,8 +131,11 @@ class _SmplUnpickler(pickle.Unpickler):
         )
 
 
-def _check_fields(data: dict[str, Any], path: Path) -> dict[str, np.ndarray]:
-    """The smplx keys as numpy arrays, each checked for presence and shape."""
+def _check_fields(data: Mapping[str, Any], path: Path | str) -> dict[str, np.ndarray]:
+    """The smplx keys as numpy arrays, each checked for presence and shape.
+
+    `path` names the source in errors: the file, or a description of in-memory arrays.
+    """
     out: dict[str, np.ndarray] = {}
     for key, expected in SMPL_KEYS.items():
         if key not in data:
@@ -185,25 +192,52 @@ def convert_smpl(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _load_regressor(path: Path, rows: int, what: str) -> np.ndarray:
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"{what} {path} not found")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise FormatError(f"{path}: not a readable .npy array ({error})") from error
+def _load_regressor(source: Path | np.ndarray, rows: int, what: str) -> np.ndarray:
+    """A (rows, 6890) regressor from a `.npy` file or an in-memory array, shape-checked."""
+    if isinstance(source, np.ndarray):
+        where, array = "in-memory array", source
+    else:
+        where = str(source)
+        path = Path(source)
+        if not path.is_file():
+            raise MissingFileError(f"{what} {path} not found")
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise FormatError(f"{path}: not a readable .npy array ({error})") from error
     if not isinstance(array, np.ndarray) or array.shape != (rows, NUM_VERTICES):
         shape = getattr(array, "shape", type(array).__name__)
-        raise FormatError(f"{path}: {what} has shape {shape}, expected ({rows}, 6890)")
+        raise FormatError(f"{where}: {what} has shape {shape}, expected ({rows}, 6890)")
     return array
+
+
+@dataclass
+class SpinOutput(SMPLOutput):
+    """smplx's output with `joints` the 49 SPIN joints, plus the 24 SMPL skeleton joints
+    (`skeleton`, B x 24 x 3), which ground truth needs (e.g. 3DPW's rest-pose root joint)."""
+
+    skeleton: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class PosedBodies:
+    """T posed bodies as float32 numpy arrays in metres, for numpy code (readers, samples)."""
+
+    vertices: np.ndarray
+    """[T, 6890, 3]"""
+    joints24: np.ndarray
+    """[T, 24, 3] SMPL skeleton joints."""
+    joints49: np.ndarray
+    """[T, 49, 3] SPIN-layout joints."""
 
 
 class SMPL(smplx.SMPLLayer):
     """SMPL driven by rotation matrices, returning vertices and the 49 SPIN joints.
 
-    `J_regressor_h36m` is optional: only the evaluation's 14-joint output (`joints14`)
-    needs it.
+    The model and regressors come from files (official `.pkl`, converted `.npz`, `.npy`) or
+    from arrays in memory (a mapping with the SMPL file's keys, e.g. a synthetic body);
+    both go through the same field and shape checks. `J_regressor_h36m` is optional: only
+    the evaluation's 14-joint output (`joints14`) needs it.
     """
 
     # smplx compares shapedirs' width with this (300 by default) only to print a "only 10
@@ -212,11 +246,15 @@ class SMPL(smplx.SMPLLayer):
 
     def __init__(
         self,
-        model_path: Path,
-        j_regressor_extra: Path,
-        j_regressor_h36m: Path | None = None,
+        model_path: Path | Mapping[str, Any],
+        j_regressor_extra: Path | np.ndarray,
+        j_regressor_h36m: Path | np.ndarray | None = None,
     ) -> None:
-        data = load_smpl_data(model_path)
+        data = (
+            _check_fields(model_path, "in-memory SMPL arrays")
+            if isinstance(model_path, Mapping)
+            else load_smpl_data(model_path)
+        )
         data["f"] = data["f"].astype(np.int64)
         extra = _load_regressor(j_regressor_extra, 9, "J_regressor_extra")
         h36m = (
@@ -253,26 +291,48 @@ class SMPL(smplx.SMPLLayer):
             smpl.missing_h36m = missing
         return smpl
 
-    def forward(self, betas: Tensor, rotmat: Tensor) -> SMPLOutput:  # type: ignore[override]
-        """betas (B, 10), rotmat (B, 24, 3, 3) -> vertices (B, 6890, 3), joints (B, 49, 3)."""
+    def forward(self, betas: Tensor, rotmat: Tensor) -> SpinOutput:  # type: ignore[override]
+        """betas (B, 10), rotmat (B, 24, 3, 3) -> vertices (B, 6890, 3), joints (B, 49, 3),
+        skeleton (B, 24, 3)."""
         out = super().forward(
             betas=betas, global_orient=rotmat[:, :1], body_pose=rotmat[:, 1:], pose2rot=False
         )
         extra = vertices2joints(self.J_regressor_extra, out.vertices)
         joints = torch.cat([out.joints, extra], dim=1)[:, self.joint_map]
-        return SMPLOutput(
+        return SpinOutput(
             vertices=out.vertices,
             joints=joints,
             betas=betas,
             global_orient=rotmat[:, :1],
             body_pose=rotmat[:, 1:],
             full_pose=rotmat,
+            skeleton=out.joints[:, :NUM_SMPL_JOINTS],
         )
 
-    def forward_axis_angle(self, betas: Tensor, pose: Tensor) -> SMPLOutput:
+    def forward_axis_angle(self, betas: Tensor, pose: Tensor) -> SpinOutput:
         """betas (B, 10), pose (B, 72) axis-angle (first 3 = global orientation)."""
         rotmat = axis_angle_to_rotmat(pose.reshape(pose.shape[0], NUM_SMPL_JOINTS, 3))
         return self(betas, rotmat)
+
+    @torch.no_grad()
+    def pose_numpy(
+        self, pose: np.ndarray, betas: np.ndarray, transl: np.ndarray | None = None
+    ) -> PosedBodies:
+        """Pose T bodies from numpy: pose [T, 72] axis-angle, betas [T, 10], transl [T, 3]
+        (added to every output; none = at the origin)."""
+        device = self.v_template.device
+
+        def tensor(array: np.ndarray) -> Tensor:
+            return torch.as_tensor(np.asarray(array), dtype=torch.float32, device=device)
+
+        out = self.forward_axis_angle(tensor(betas), tensor(pose))
+        shift = torch.zeros(1, 1, 3, device=device) if transl is None else tensor(transl)[:, None]
+        assert out.vertices is not None and out.joints is not None and out.skeleton is not None
+        return PosedBodies(
+            vertices=(out.vertices + shift).cpu().numpy(),
+            joints24=(out.skeleton + shift).cpu().numpy(),
+            joints49=(out.joints + shift).cpu().numpy(),
+        )
 
     def joints14(self, vertices: Tensor) -> Tensor:
         """The 14 common (LSP-order) joints of the evaluation: J_regressor_h36m, H36M_TO_J14."""

@@ -202,3 +202,49 @@ def test_building_in_two_threads_prints_nothing_and_keeps_stdout(
     assert len(built) == 2 and sys.stdout is original
     assert capsys.readouterr().out == ""  # smplx's "only 10 shape coefficients" warning
     assert all(model.num_betas == 10 and model.shapedirs.shape[-1] == 10 for model in built)
+
+
+def test_in_memory_arrays_build_the_same_body(smpl: SMPL) -> None:
+    arrays = synthetic_smpl_arrays(0)  # the base data's SMPL_NEUTRAL.pkl and regressors
+    in_memory = SMPL(arrays, arrays["joint_regressor_extra"], arrays["joint_regressor_h36m"])
+    betas, pose = _pose(2)
+    ours, theirs = in_memory.forward_axis_angle(betas, pose), smpl.forward_axis_angle(betas, pose)
+    torch.testing.assert_close(ours.vertices, theirs.vertices, atol=0, rtol=0)
+    torch.testing.assert_close(ours.joints, theirs.joints, atol=0, rtol=0)
+    torch.testing.assert_close(in_memory.joints14(ours.vertices), smpl.joints14(theirs.vertices))
+    np.testing.assert_array_equal(in_memory.faces, smpl.faces)
+
+
+def test_in_memory_arrays_are_checked_like_files() -> None:
+    arrays = synthetic_smpl_arrays(0)
+    extra = arrays["joint_regressor_extra"]
+    without = {k: v for k, v in arrays.items() if k != "weights"}
+    with pytest.raises(FormatError, match="in-memory SMPL arrays: field 'weights' is missing"):
+        SMPL(without, extra)
+    flat = {**arrays, "posedirs": arrays["posedirs"][:, :, :200]}
+    with pytest.raises(FormatError, match=r"field 'posedirs' has shape \(6890, 3, 200\)"):
+        SMPL(flat, extra)
+    with pytest.raises(
+        FormatError, match=r"in-memory array: J_regressor_h36m has shape \(14, 6890\)"
+    ):
+        SMPL(arrays, extra, arrays["joint_regressor_h36m"][:14])
+
+
+def test_skeleton_and_numpy_posing(smpl: SMPL) -> None:
+    betas, pose = _pose(3)
+    out = smpl.forward_axis_angle(betas, pose)
+    rotmat = axis_angle_to_rotmat(pose.reshape(3, 24, 3))
+    base = smplx.SMPLLayer.forward(
+        smpl, betas=betas, global_orient=rotmat[:, :1], body_pose=rotmat[:, 1:], pose2rot=False
+    )
+    torch.testing.assert_close(out.skeleton, base.joints[:, :24], atol=0, rtol=0)
+    transl = np.array([[0.0, 0.0, 0.0], [1.0, -2.0, 3.0], [0.5, 0.25, 4.0]])
+    posed = smpl.pose_numpy(pose.numpy().astype(np.float64), betas.numpy(), transl)
+    assert posed.vertices.dtype == np.float32 and posed.joints49.shape == (3, 49, 3)
+    shift = transl[:, None].astype(np.float32)
+    for name, value in (("vertices", out.vertices), ("skeleton", out.skeleton)):
+        field = posed.vertices if name == "vertices" else posed.joints24
+        np.testing.assert_allclose(field, value.numpy() + shift, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(posed.joints49, out.joints.numpy() + shift, atol=1e-6)
+    at_origin = smpl.pose_numpy(pose.numpy(), betas.numpy())
+    np.testing.assert_array_equal(at_origin.joints24, out.skeleton.numpy())
