@@ -23,16 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from scipy.spatial.transform import Rotation
 
+from model.smpl import SMPL
 from pipeline.bbox import smooth_bbox
 from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord
 from pipeline.datasets.segments import runs
 from pipeline.joints import SPIN_INDEX, to_spin49
-from pipeline.smpl_body import SpinBody, load_smpl_arrays
 from storage.errors import FormatError, MissingFileError
 from storage.hashing import hash_files
-from storage.layout import H36M_TO_J14, SEQLEN
+from storage.layout import SEQLEN
 from storage.settings import get_settings
 
 DATASET = "3dpw"
@@ -77,13 +78,12 @@ def load_pw3d_pickle(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_body(base_data: Path | None = None) -> SpinBody:
-    """The neutral SMPL with SPIN's extra and H36M regressors, from the base-data folder."""
-    settings = get_settings(base_data=base_data)
-    arrays = load_smpl_arrays(settings.base_data_file("SMPL_NEUTRAL.pkl"))
-    extra = np.load(settings.base_data_file("J_regressor_extra.npy"))
-    h36m = np.load(settings.base_data_file("J_regressor_h36m.npy"))
-    return SpinBody(arrays, extra, h36m)
+def load_body(base_data: Path | None = None) -> SMPL:
+    """The neutral SMPL with SPIN's extra and H36M regressors, from the base-data folder.
+
+    A missing `J_regressor_h36m.npy` is reported only when a split needs the 14 joints.
+    """
+    return SMPL.from_settings("neutral", get_settings(base_data=base_data))
 
 
 def _field(
@@ -130,7 +130,7 @@ def read_3dpw(
     root: Path,
     split: str,
     quarantine: Quarantine | None = None,
-    body: SpinBody | None = None,
+    body: SMPL | None = None,
     base_data: Path | None = None,
     rules: Pw3dRules | None = None,
 ) -> Iterator[SequenceRecord]:
@@ -176,7 +176,7 @@ def _person(
     data: dict[str, Any],
     person: int,
     split: str,
-    body: SpinBody,
+    body: SMPL,
     rules: Pw3dRules,
     quarantine: Quarantine | None,
 ) -> Iterator[SequenceRecord]:
@@ -209,16 +209,16 @@ def _person(
         rotation @ Rotation.from_rotvec(pose[:, :3]).as_matrix()
     ).as_rotvec()
     shape = np.repeat(betas[None, :10], count, axis=0)
-    rest = body.forward(np.zeros((1, 72)), shape[:1], np.zeros((1, 3))).joints24[0, 0]
+    rest = body.pose_numpy(np.zeros((1, 72)), shape[:1]).joints24[0, 0]
     # SMPL turns about the rest pelvis, so the camera-frame translation is Rc (t + J0) + tc - J0.
     trans_cam = np.einsum("nij,nj->ni", rotation, trans + rest) + translation - rest
-    posed = body.forward(pose_cam, shape, trans_cam)
+    posed = body.pose_numpy(pose_cam, shape, trans_cam)
     joints3d = np.zeros((count, 49, 4), dtype=np.float64)
     if split == "train" and rules.joints3d_train == "spin49":
         joints3d[..., :3] = posed.joints49
         joints3d[..., 3] = 1.0
     else:
-        j14 = body.h36m_joints(posed.vertices)[:, list(H36M_TO_J14)]
+        j14 = body.joints14(torch.from_numpy(posed.vertices)).numpy()
         placed, mask = to_spin49(j14, "common")
         joints3d[..., :3] = placed
         joints3d[:, mask, 3] = 1.0

@@ -16,9 +16,9 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from model.smpl import SMPL
 from pipeline.sample.body import synthetic_smpl_arrays
 from pipeline.sample.figure import Camera, MotionClip, background, render_body
-from pipeline.smpl_body import SpinBody
 from storage.layout import SPIN_JOINT_NAMES
 
 MPII3D_NAMES: tuple[str, ...] = (
@@ -49,9 +49,9 @@ DEPTH = 4.0
 
 
 @lru_cache(maxsize=1)
-def _body() -> SpinBody:
+def _body() -> SMPL:
     arrays = synthetic_smpl_arrays(_BODY_SEED)
-    return SpinBody(arrays, arrays["joint_regressor_extra"])
+    return SMPL(arrays, arrays["joint_regressor_extra"])
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 The sample images and videos must show a person-like shape that moves, so crops taken by
 the official bbox rules contain a figure, not noise. A `MotionClip` is a smooth walking-in-
-place SMPL pose trajectory; `SpinBody` (pipeline.smpl_body) poses it; a pinhole `Camera`
-projects it; `render` paints the mesh as flat-shaded triangles over a textured background.
+place SMPL pose trajectory; `model.smpl.SMPL` poses it; a pinhole `Camera` projects it;
+`render` paints the mesh as flat-shaded triangles over a textured background.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from model.smpl import SMPL, PosedBodies
 from pipeline.overlay import write_bgr_video
 from pipeline.sample.body import synthetic_smpl_arrays
-from pipeline.smpl_body import BodyOutput, SpinBody
 from storage.files import write_atomic
 
 # SMPL joint indices driven by the walking motion.
@@ -32,10 +32,10 @@ _SHADE_LEVELS = 8
 
 
 @lru_cache(maxsize=2)
-def synthetic_body(seed: int = 0) -> SpinBody:
+def synthetic_body(seed: int = 0) -> SMPL:
     """The sample's neutral body (the base data's `SMPL_NEUTRAL` of the same seed), built once."""
     arrays = synthetic_smpl_arrays(seed)
-    return SpinBody(arrays, arrays["joint_regressor_extra"], arrays["joint_regressor_h36m"])
+    return SMPL(arrays, arrays["joint_regressor_extra"], arrays["joint_regressor_h36m"])
 
 
 @dataclass
@@ -93,10 +93,10 @@ class MotionClip:
         betas = rng.normal(0, 0.5, size=10)
         return cls(pose=pose, betas=betas, transl=transl, fps=fps)
 
-    def posed(self, body: SpinBody) -> BodyOutput:
+    def posed(self, body: SMPL) -> PosedBodies:
         """Vertices and joints of every frame."""
         betas = np.repeat(self.betas[None], len(self), axis=0)
-        return body.forward(self.pose, betas, self.transl)
+        return body.pose_numpy(self.pose, betas, self.transl)
 
 
 @dataclass(frozen=True)
@@ -197,12 +197,12 @@ def render_body(
 
 
 def render_clip(
-    body: SpinBody,
+    body: SMPL,
     clip: MotionClip,
     camera: Camera,
     frame_size: tuple[int, int],
     seed: int = 0,
-) -> tuple[list[np.ndarray], BodyOutput]:
+) -> tuple[list[np.ndarray], PosedBodies]:
     """Every frame of a clip over one static backdrop, with the posed bodies."""
     posed = clip.posed(body)
     backdrop = background(frame_size, seed)

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import scipy.io
 
+from model.smpl import SMPL
 from pipeline.sample.figure import Camera, MotionClip, render_clip, synthetic_body, write_jpegs
-from pipeline.smpl_body import SpinBody
 from storage.files import write_atomic
 
 FRAME_SIZE = (240, 320)  # (H, W); the release is mostly 480x360 and larger
@@ -27,7 +27,7 @@ HIDDEN = ((3, 5), (4, 5), (7, 12))  # (frame, joint) planted with visibility 0
 ZERO_POINT = (9, 0)  # (frame, joint) planted at (0, 0) with visibility 1
 
 
-def write_penn_action(root: Path, seed: int = 0, body: SpinBody | None = None) -> dict[str, Any]:
+def write_penn_action(root: Path, seed: int = 0, body: SMPL | None = None) -> dict[str, Any]:
     """Write `root/pennaction`; returns {stem: {"x", "y", "visibility", "train"}} as planted."""
     body = body or synthetic_body(seed)
     base = Path(root) / "pennaction"

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from model.smpl import SMPL
 from pipeline.sample.figure import (
     Camera,
     MotionClip,
@@ -25,7 +26,6 @@ from pipeline.sample.figure import (
     synthetic_body,
     write_jpeg,
 )
-from pipeline.smpl_body import SpinBody
 from storage.files import write_atomic
 from storage.layout import SPIN_JOINT_NAMES
 
@@ -54,7 +54,7 @@ def _write_json(path: Path, data: Any) -> None:
     write_atomic(path, lambda temporary: temporary.write_text(json.dumps(data)))
 
 
-def _people(body: SpinBody, camera: Camera, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _people(body: SMPL, camera: Camera, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per person: posed vertices [F, V, 3] and projected 49 joints [F, 49, 2]."""
     vertices, joints = [], []
     for person in range(2):
@@ -79,7 +79,7 @@ def _render(folder: Path, camera: Camera, vertices: list[np.ndarray], faces: np.
     return names
 
 
-def write_posetrack(root: Path, seed: int = 0, body: SpinBody | None = None) -> dict[str, Any]:
+def write_posetrack(root: Path, seed: int = 0, body: SMPL | None = None) -> dict[str, Any]:
     """Write `root/posetrack` (2018) and `root/posetrack2017`; returns the planted keypoints.
 
     Truth: {"2018": {video: {person: {frame: (17, 3) canonical-order keypoints}}},
@@ -147,7 +147,7 @@ def write_posetrack(root: Path, seed: int = 0, body: SpinBody | None = None) -> 
     return truth
 
 
-def _write_2017(base: Path, body: SpinBody, camera: Camera, seed: int) -> dict[str, Any]:
+def _write_2017(base: Path, body: SMPL, camera: Camera, seed: int) -> dict[str, Any]:
     vid = "000342_mpii"
     vertices, joints = _people(body, camera, seed * 100 + 80)
     _render(base / "images" / "bonn_5sec" / vid, camera, vertices, body.faces, "{:08d}.jpg", seed)

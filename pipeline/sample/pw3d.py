@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy.spatial.transform import Rotation
 
+from model.smpl import SMPL
 from pipeline.sample.figure import (
     Camera,
     MotionClip,
@@ -24,9 +26,8 @@ from pipeline.sample.figure import (
     write_jpeg,
 )
 from pipeline.sample.py2pickle import dumps_py2
-from pipeline.smpl_body import SpinBody
 from storage.files import write_atomic
-from storage.layout import H36M_TO_J14, SPIN_JOINT_NAMES
+from storage.layout import SPIN_JOINT_NAMES
 
 FRAME_SIZE = (256, 192)  # portrait, like the phone frames of the release (H, W)
 # OpenPose COCO-18 order of `poses2d` (datasets.md §1.11), as BODY_25 names.
@@ -83,21 +84,21 @@ def _camera_motion(frames: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _world_params(
-    body: SpinBody, clip: MotionClip, cam_poses: np.ndarray
+    body: SMPL, clip: MotionClip, cam_poses: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """World-frame pose and trans that reproduce the camera-frame clip."""
     rotation, translation = cam_poses[:, :3, :3], cam_poses[:, :3, 3]
     root_cam = Rotation.from_rotvec(clip.pose[:, :3]).as_matrix()
     pose = clip.pose.copy()
     pose[:, :3] = Rotation.from_matrix(np.transpose(rotation, (0, 2, 1)) @ root_cam).as_rotvec()
-    rest = body.forward(np.zeros((1, 72)), clip.betas[None], np.zeros((1, 3))).joints24[0, 0]
+    rest = body.pose_numpy(np.zeros((1, 72)), clip.betas[None]).joints24[0, 0]
     # SMPL rotates about the rest pelvis J0: x_cam = Rc (x_w) + tc must hold for every vertex.
     inner = clip.transl + rest - translation
     trans = np.einsum("nji,nj->ni", rotation, inner) - rest
     return pose, trans
 
 
-def write_3dpw(root: Path, seed: int = 0, body: SpinBody | None = None) -> Pw3dTruth:
+def write_3dpw(root: Path, seed: int = 0, body: SMPL | None = None) -> Pw3dTruth:
     """Write the sample 3DPW under `root/3DPW`; returns the planted camera-frame truth."""
     body = body or synthetic_body(seed)
     base = Path(root) / "3DPW"
@@ -118,7 +119,7 @@ def write_3dpw(root: Path, seed: int = 0, body: SpinBody | None = None) -> Pw3dT
             clip.transl[:, 0] += (person - (people - 1) / 2) * 1.0
             posed = clip.posed(body)
             meshes.append(posed.vertices)
-            joints14 = body.h36m_joints(posed.vertices)[:, list(H36M_TO_J14)]
+            joints14 = body.joints14(torch.from_numpy(posed.vertices)).numpy()
             pixels = camera.project(posed.joints49[:, _COCO18_ROWS])
             conf = rng.uniform(0.5, 1.0, size=(frames, 18))
             poses2d = np.concatenate([pixels, conf[..., None]], axis=2)

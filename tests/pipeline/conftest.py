@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from model.smpl import SMPL
 from pipeline.sample import write_sample
-from pipeline.smpl_body import SpinBody
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +23,7 @@ def sample_truth(sample_dir: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def sample_body(sample_dir: Path, sample_truth: dict[str, Any]) -> SpinBody:
+def sample_body(sample_dir: Path, sample_truth: dict[str, Any]) -> SMPL:
     """The neutral SMPL of the sample's base data, loaded as a reader loads it."""
     from pipeline.datasets.pw3d import load_body
 

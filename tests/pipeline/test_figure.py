@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from model.smpl import SMPL
 from pipeline.sample.body import synthetic_smpl_arrays
 from pipeline.sample.figure import (
     Camera,
@@ -18,8 +18,6 @@ from pipeline.sample.figure import (
     write_jpegs,
     write_video,
 )
-from pipeline.smpl_body import SpinBody, load_smpl_arrays
-from storage.errors import FormatError
 
 
 @pytest.fixture(scope="module")
@@ -28,11 +26,11 @@ def arrays() -> dict:
 
 
 @pytest.fixture(scope="module")
-def body(arrays: dict) -> SpinBody:
-    return SpinBody(arrays, arrays["joint_regressor_extra"], arrays["joint_regressor_h36m"])
+def body(arrays: dict) -> SMPL:
+    return SMPL(arrays, arrays["joint_regressor_extra"], arrays["joint_regressor_h36m"])
 
 
-def test_spin49_joints_come_from_the_documented_sources(arrays: dict, body: SpinBody) -> None:
+def test_spin49_joints_come_from_the_documented_sources(arrays: dict, body: SMPL) -> None:
     clip = MotionClip.walking(3, seed=2)
     posed = clip.posed(body)
     assert posed.joints49.shape == (3, 49, 3) and posed.vertices.shape == (3, 6890, 3)
@@ -41,11 +39,11 @@ def test_spin49_joints_come_from_the_documented_sources(arrays: dict, body: Spin
     np.testing.assert_allclose(posed.joints49[:, 24], posed.vertices[:, 6787])  # OP RHeel
     headtop = arrays["joint_regressor_extra"][3] @ posed.vertices[0]
     np.testing.assert_allclose(posed.joints49[0, 38], headtop, atol=1e-5)
-    h36m = body.h36m_joints(posed.vertices)
-    np.testing.assert_allclose(h36m[:, 0], posed.joints24[:, 0], atol=1e-5)  # pelvis ring
+    h36m_pelvis = posed.vertices.transpose(0, 2, 1) @ arrays["joint_regressor_h36m"][0]
+    np.testing.assert_allclose(h36m_pelvis, posed.joints24[:, 0], atol=1e-5)  # pelvis ring
 
 
-def test_figure_is_upright_in_front_of_the_camera(body: SpinBody) -> None:
+def test_figure_is_upright_in_front_of_the_camera(body: SMPL) -> None:
     posed = MotionClip.walking(4, seed=3, depth=4.0).posed(body)
     head, ankle = posed.joints49[:, 38], posed.joints49[:, 25]
     assert (head[:, 1] < ankle[:, 1] - 1.2).all()  # y down: head above the feet
@@ -57,7 +55,7 @@ def test_camera_projection() -> None:
     np.testing.assert_allclose(camera.project(np.array([[0.5, -0.5, 1.0]])), [[75.0, 15.0]])
 
 
-def test_rendered_figure_moves_and_sits_at_its_joints(body: SpinBody) -> None:
+def test_rendered_figure_moves_and_sits_at_its_joints(body: SMPL) -> None:
     camera = Camera.simple(160, 120, focal=150)
     frames, posed = render_clip(body, MotionClip.walking(12, seed=4), camera, (120, 160), seed=1)
     backdrop = background((120, 160), 1)
@@ -91,17 +89,3 @@ def test_jpegs_are_decodable(tmp_path: Path) -> None:
     paths = write_jpegs(tmp_path, [np.zeros((8, 8, 3), np.uint8)] * 2, "image_{:05d}.jpg")
     assert [p.name for p in paths] == ["image_00000.jpg", "image_00001.jpg"]
     assert cv2.imread(str(paths[1])).shape == (8, 8, 3)
-
-
-def test_load_smpl_arrays_from_protocol2_pickle(tmp_path: Path, arrays: dict) -> None:
-    path = tmp_path / "SMPL_NEUTRAL.pkl"
-    keys = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
-    with open(path, "wb") as handle:
-        pickle.dump({k: arrays[k] for k in keys}, handle, protocol=2)
-    loaded = load_smpl_arrays(path)
-    np.testing.assert_array_equal(loaded["v_template"], arrays["v_template"])
-    assert loaded["J_regressor"].shape == (24, 6890)
-    with open(path, "wb") as handle:
-        pickle.dump({"v_template": arrays["v_template"]}, handle, protocol=2)
-    with pytest.raises(FormatError, match="shapedirs"):
-        load_smpl_arrays(path)

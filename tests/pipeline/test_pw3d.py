@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from model.smpl import SMPL
 from pipeline.datasets.pw3d import read_3dpw
 from pipeline.datasets.records import Quarantine
 from pipeline.sample.pw3d import CAMPOSE_INVALID, LOW_CONFIDENCE
 from pipeline.sample.py2pickle import dumps_py2
-from pipeline.smpl_body import SpinBody
 from storage.errors import FormatError
 
 
 @pytest.fixture(scope="module")
-def records(sample_dir: Path, sample_body: SpinBody) -> dict[str, list]:
+def records(sample_dir: Path, sample_body: SMPL) -> dict[str, list]:
     out = {}
     for split in ("train", "validation", "test"):
         quarantine = Quarantine()
@@ -116,7 +116,7 @@ def _edit(path: Path, change: Any) -> None:
 
 
 def test_bad_inputs_are_skips_or_named_errors(
-    sample_dir: Path, tmp_path: Path, sample_body: SpinBody
+    sample_dir: Path, tmp_path: Path, sample_body: SMPL
 ) -> None:
     root = _copy(sample_dir, tmp_path)
     val = root / "sequenceFiles" / "validation" / "downtown_fake_00.pkl"
