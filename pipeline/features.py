@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import itertools
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,20 +166,43 @@ class _Sequence:
 Parts = list[tuple[_Sequence, int, int]]
 """Which (sequence, first frame, count) each run of rows in a batch belongs to."""
 
+_PRECISION_FLAGS = threading.Lock()
+
+
+@contextmanager
+def ieee_fp32() -> Iterator[None]:
+    """CUDA float32 convolutions and matmuls in full IEEE precision inside (TF32 off).
+
+    cuDNN convolutions use TF32 by default on Ampere and later, which is no float32 reference.
+    The per-operation flags (torch >= 2.9) are set and restored as they were; they are
+    process-wide, so a lock keeps two runners' save and restore from interleaving. Inside,
+    torch's legacy `cudnn.allow_tf32` getter raises (it cross-checks the legacy flag against
+    the per-operation ones); nothing here reads it.
+    """
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    with _PRECISION_FLAGS:
+        saved = conv.fp32_precision, matmul.fp32_precision
+        conv.fp32_precision = matmul.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            conv.fp32_precision, matmul.fp32_precision = saved
+
 
 class BackboneRunner:
     """Runs the backbone on uint8 crops; on CUDA with channels_last, autocast and pinned memory.
 
     `submit` launches a batch and returns the previous batch's features, so the host
-    prepares batch k+1 while the device computes batch k.
+    prepares batch k+1 while the device computes batch k. Autocast is float16, not bfloat16:
+    the features are stored as float16, so bfloat16 (7 mantissa bits to float16's 10) would
+    only add error against the official fp32 features; every CUDA GPU since Volta runs float16
+    on tensor cores, while `is_bf16_supported()` also says yes where bfloat16 is emulated.
     """
 
     def __init__(self, backbone: torch.nn.Module, device: torch.device, autocast: bool) -> None:
         self.device = device
         self.cuda = device.type == "cuda"
-        self.dtype: torch.dtype | None = None
-        if self.cuda and autocast:
-            self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.dtype = torch.float16 if self.cuda and autocast else None
         self.backbone = backbone.to(device).eval()
         if self.cuda:
             self.backbone = self.backbone.to(memory_format=torch.channels_last)
@@ -188,9 +213,7 @@ class BackboneRunner:
 
     @property
     def precision(self) -> str:
-        if self.dtype is None:
-            return "fp32"
-        return "bf16 autocast" if self.dtype == torch.bfloat16 else "fp16 autocast"
+        return "fp32" if self.dtype is None else "fp16 autocast"
 
     def _forward(self, crops: np.ndarray) -> torch.Tensor:
         if not self.cuda:
@@ -207,7 +230,8 @@ class BackboneRunner:
         with torch.autocast("cuda", dtype=self.dtype):
             out = self.backbone(batch).float()
         if self.check is None:
-            reference = self.backbone(batch)
+            with ieee_fp32():
+                reference = self.backbone(batch)
             diff = (out - reference).abs()
             self.check = (float(diff.max()), float(diff.mean()))
         return out
@@ -221,7 +245,8 @@ class BackboneRunner:
             host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
             host.copy_(out, non_blocking=True)
             done = torch.cuda.Event()
-            done.record()
+            # On the runner's device: the current device may be another (e.g. `cuda:1`).
+            done.record(torch.cuda.current_stream(self.device))
             out = host
         previous, self._pending = self._pending, (out, done, parts)
         return self._finish(previous)

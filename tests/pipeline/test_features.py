@@ -23,6 +23,7 @@ from pipeline.features import (
     ExtractionSummary,
     FrameError,
     extract_to_store,
+    ieee_fp32,
     run_extraction,
     sequence_crops,
 )
@@ -235,6 +236,22 @@ def test_cpu_features_do_not_depend_on_the_batch() -> None:
         alone.append(runner.flush()[0])
     np.testing.assert_array_equal(together, np.concatenate(alone))
     assert together.shape == (5, 8)
+
+
+def test_ieee_fp32_turns_tf32_off_inside_and_restores_the_flags() -> None:
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    before = conv.fp32_precision, matmul.fp32_precision
+    try:
+        conv.fp32_precision, matmul.fp32_precision = "tf32", "tf32"  # a user's TF32 choice
+        with ieee_fp32():
+            assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
+            assert not matmul.allow_tf32
+        assert (conv.fp32_precision, matmul.fp32_precision) == ("tf32", "tf32")
+        with pytest.raises(KeyError), ieee_fp32():
+            raise KeyError("the reference pass failed")
+        assert (conv.fp32_precision, matmul.fp32_precision) == ("tf32", "tf32")
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = before
 
 
 @pytest.mark.gpu
