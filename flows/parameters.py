@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.build import CHECKPOINT_NAME, READERS, BuildRequest
+from pipeline.build import CHECKPOINT_NAME, READERS, BuildRequest, variant_name
 from storage.reader import store_groups
 from storage.schema import SHARD_ROWS
 from storage.settings import get_settings
@@ -52,6 +52,11 @@ class FeatureRecipe(_Params):
     device: str = "auto"
     batch_size: int = Field(32, ge=1)
     num_decode_threads: int = Field(2, ge=1)
+
+    @property
+    def variant(self) -> str:
+        """The store variant these features go to (`clean`, `occ`, `occ-scale1.1`, ...)."""
+        return variant_name(self.occlusion, self.crop_scale)
 
 
 class Execution(_Params):

@@ -22,7 +22,7 @@ from flows.parameters import (
     stored_datasets,
 )
 from flows.tasks import PartOutcome
-from pipeline.build import BuildResult, variant_name
+from pipeline.build import BuildResult
 from storage.settings import get_settings
 
 UPDATED_EVENT = "tcmr.features.updated"
@@ -61,7 +61,7 @@ def refresh(
     """Refresh `datasets` (default: every group of the recipe's variant in the store)."""
     store = store or get_settings().store
     if datasets is None:
-        datasets = stored_datasets(store, variant_name(recipe.occlusion, recipe.crop_scale))
+        datasets = stored_datasets(store, recipe.variant)
     logger = get_run_logger()
     if not datasets:
         logger.warning("no store groups to refresh under %s", store)

@@ -25,6 +25,29 @@ ShardFrames = Annotated[
 ]
 
 
+def _recipe(
+    occlusion: bool,
+    voc_root: Path | None,
+    seed: int,
+    crop_scale: float | None,
+    checkpoint: Path | None,
+    device: str,
+    batch_size: int,
+) -> FeatureRecipe:
+    """The feature recipe of both commands' shared options (the flows take it whole)."""
+    from flows.parameters import FeatureRecipe
+
+    return FeatureRecipe(
+        occlusion=occlusion,
+        voc_root=voc_root,
+        occlusion_seed=seed,
+        crop_scale=crop_scale,
+        checkpoint=checkpoint,
+        device=device,
+        batch_size=batch_size,
+    )
+
+
 def _run(
     specs: list[DatasetSpec],
     data_root: Path,
@@ -79,20 +102,12 @@ def register(app: typer.Typer) -> None:
         shard_frames: ShardFrames = None,
     ) -> None:
         """Build feature store groups; unchanged sources are skipped without parsing."""
-        from flows.parameters import DatasetSpec, FeatureRecipe
+        from flows.parameters import DatasetSpec
 
         if root is not None and len(datasets) != 1:
             raise typer.BadParameter("--root names one dataset's folder; give one dataset")
         specs = [DatasetSpec(dataset=d, splits=split, root=root) for d in datasets]
-        recipe = FeatureRecipe(
-            occlusion=occlusion,
-            voc_root=voc_root,
-            occlusion_seed=seed,
-            crop_scale=crop_scale,
-            checkpoint=checkpoint,
-            device=device,
-            batch_size=batch_size,
-        )
+        recipe = _recipe(occlusion, voc_root, seed, crop_scale, checkpoint, device, batch_size)
         _run(specs, data_root, store, base_data, recipe, workers, shard_frames)
 
     @app.command("refresh")
@@ -111,23 +126,13 @@ def register(app: typer.Typer) -> None:
         shard_frames: ShardFrames = None,
     ) -> None:
         """Update every store group of a variant: new or changed sequences in, removed out."""
-        from flows.parameters import FeatureRecipe, stored_datasets
-        from pipeline.build import variant_name
+        from flows.parameters import stored_datasets
         from storage.settings import get_settings
 
         store = store or get_settings().store
-        variant = variant_name(occlusion, crop_scale)
-        specs = stored_datasets(store, variant)
+        recipe = _recipe(occlusion, voc_root, seed, crop_scale, checkpoint, device, batch_size)
+        specs = stored_datasets(store, recipe.variant)
         if not specs:
-            typer.echo(f"no {variant} store groups under {store}")
+            typer.echo(f"no {recipe.variant} store groups under {store}")
             return
-        recipe = FeatureRecipe(
-            occlusion=occlusion,
-            voc_root=voc_root,
-            occlusion_seed=seed,
-            crop_scale=crop_scale,
-            checkpoint=checkpoint,
-            device=device,
-            batch_size=batch_size,
-        )
         _run(specs, data_root, store, base_data, recipe, workers, shard_frames)

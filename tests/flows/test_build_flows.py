@@ -85,6 +85,8 @@ def test_feature_parameters_name_their_own_variant() -> None:
     assert variant_name(True) == "occ"
     assert variant_name(True, 1.1) == "occ-scale1.1"
     assert variant_name(False, 1.1) != variant_name(False)
+    assert FeatureRecipe(occlusion=True, crop_scale=1.1).variant == "occ-scale1.1"
+    assert FeatureRecipe(occlusion_seed=3, batch_size=4).variant == "clean"
 
 
 def _events(after: float) -> list[dict]:
