@@ -42,6 +42,14 @@ def _retry_unless_user_error(task: Task[..., Any], run: TaskRun, state: State[An
     return not isinstance(state.result(raise_on_failure=False), TcmrError)
 
 
+# Planning and extraction: one retry after a transient failure, none after a user error.
+_RETRY_ONCE: dict[str, Any] = {
+    "retries": 1,
+    "retry_delay_seconds": 10,
+    "retry_condition_fn": _retry_unless_user_error,
+}
+
+
 @task(
     task_run_name="download-{dataset}",
     retries=2,
@@ -60,12 +68,7 @@ def download_dataset(dataset: str, root: Path, urls: Mapping[str, Any]) -> int:
     return len(files)
 
 
-@task(
-    task_run_name="plan-{request.dataset}-{request.split}",
-    retries=1,
-    retry_delay_seconds=10,
-    retry_condition_fn=_retry_unless_user_error,
-)
+@task(task_run_name="plan-{request.dataset}-{request.split}", **_RETRY_ONCE)
 def plan_part(request: BuildRequest, shard_frames: int) -> BuildPlan:
     """Parse one part's changed sources and stage what needs extraction, in shards."""
     plan = plan_build(request, shard_frames)
@@ -81,12 +84,7 @@ def plan_part(request: BuildRequest, shard_frames: int) -> BuildPlan:
     return plan
 
 
-@task(
-    task_run_name="extract-{request.dataset}-{request.split}-shard{shard.index}",
-    retries=1,
-    retry_delay_seconds=10,
-    retry_condition_fn=_retry_unless_user_error,
-)
+@task(task_run_name="extract-{request.dataset}-{request.split}-shard{shard.index}", **_RETRY_ONCE)
 def extract_part_shard(request: BuildRequest, shard: Shard) -> ShardResult:
     """Extract one shard's staged sequences into its own segment (not yet committed)."""
     return extract_shard(request, shard)
