@@ -6,6 +6,8 @@ truncated or corrupted file is reported with its byte offset instead of yielding
 The payload is decoded with a small protobuf wire-format reader that knows the four
 messages of `tensorflow/core/example/feature.proto`; bytes values are returned exactly as
 stored (a generic reader that turns them into a numpy `S` array strips trailing NUL bytes).
+`read_record` re-reads one record by offset and checks it is the one parsed there before, so
+readers can reference encoded frames instead of copying them.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import google_crc32c
 import numpy as np
 
-from storage.errors import FormatError
+from storage.errors import FormatError, TcmrError
 
 _MASK_DELTA = 0xA282EAD8
 _HEADER = struct.Struct("<QI")
@@ -31,33 +34,73 @@ class FramingError(FormatError):
     """The record framing is broken (truncation, CRC mismatch): the rest of the file is lost."""
 
 
+class SourceChangedError(TcmrError):
+    """A record differs from the one a reader parsed: the file changed, so parse it again.
+
+    Not a bad frame to quarantine: the build that referenced the record is out of date.
+    """
+
+
 def masked_crc32c(data: bytes) -> int:
     """TFRecord's masked CRC: rotate the CRC-32C right by 15 bits and add a constant."""
     crc = google_crc32c.value(data)
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
+def _read_framed(handle: BinaryIO, path: Path, offset: int) -> tuple[bytes, int] | None:
+    """(payload, its masked CRC) of the record at the handle's position; None at the end."""
+    header = handle.read(_HEADER.size)
+    if not header:
+        return None
+    if len(header) < _HEADER.size:
+        raise FramingError(f"{path}: record at byte {offset}: truncated length header")
+    length, length_crc = _HEADER.unpack(header)
+    if masked_crc32c(header[:8]) != length_crc:
+        raise FramingError(f"{path}: record at byte {offset}: length CRC mismatch")
+    payload = handle.read(length)
+    footer = handle.read(_FOOTER.size)
+    if len(payload) < length or len(footer) < _FOOTER.size:
+        raise FramingError(f"{path}: record at byte {offset}: truncated payload")
+    crc = _FOOTER.unpack(footer)[0]
+    if masked_crc32c(payload) != crc:
+        raise FramingError(f"{path}: record at byte {offset}: data CRC mismatch")
+    return payload, crc
+
+
 def iter_records(path: Path) -> Iterator[tuple[int, bytes]]:
     """Yield (byte offset, payload) of every record, verifying lengths and both CRCs."""
     with open(path, "rb") as handle:
         offset = 0
-        while True:
-            header = handle.read(_HEADER.size)
-            if not header:
-                return
-            if len(header) < _HEADER.size:
-                raise FramingError(f"{path}: record at byte {offset}: truncated length header")
-            length, length_crc = _HEADER.unpack(header)
-            if masked_crc32c(header[:8]) != length_crc:
-                raise FramingError(f"{path}: record at byte {offset}: length CRC mismatch")
-            payload = handle.read(length)
-            footer = handle.read(_FOOTER.size)
-            if len(payload) < length or len(footer) < _FOOTER.size:
-                raise FramingError(f"{path}: record at byte {offset}: truncated payload")
-            if masked_crc32c(payload) != _FOOTER.unpack(footer)[0]:
-                raise FramingError(f"{path}: record at byte {offset}: data CRC mismatch")
-            yield offset, payload
-            offset += _HEADER.size + length + _FOOTER.size
+        while (record := _read_framed(handle, path, offset)) is not None:
+            yield offset, record[0]
+            offset += _HEADER.size + len(record[0]) + _FOOTER.size
+
+
+def read_record(path: Path, offset: int, length: int, crc: int) -> bytes:
+    """The payload of the record at `offset`, checked to be the one a reader parsed there.
+
+    Both framing CRCs are verified as `iter_records` does, and the payload's length and CRC
+    must equal `length` and `crc`; anything else (file gone, truncated, rewritten) raises
+    SourceChangedError naming the file and the offset.
+    """
+    stale = f"{path}: record at byte {offset} changed since the dataset was parsed"
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            record = _read_framed(handle, path, offset)
+    except FileNotFoundError as error:
+        raise SourceChangedError(f"{stale}: the file no longer exists") from error
+    except FramingError as error:
+        raise SourceChangedError(f"{stale} ({error})") from error
+    if record is None:
+        raise SourceChangedError(f"{stale}: the file now ends before it")
+    payload, found = record
+    if len(payload) != length or found != crc:
+        raise SourceChangedError(
+            f"{stale}: {len(payload)} bytes with CRC {found:#010x}, "
+            f"parsed as {length} bytes with CRC {crc:#010x}"
+        )
+    return payload
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
