@@ -34,7 +34,7 @@ from typing import Literal
 
 import numpy as np
 
-from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord, Skip
+from pipeline.datasets.records import ImageRef, Quarantine, RecordValue, SequenceRecord, Skip
 from pipeline.features import CropSettings, extract_to_segment
 from pipeline.occlusion import OccluderBank, load_voc_occluders, procedural_occluders
 from storage.backend import location
@@ -191,24 +191,40 @@ def _group_counts(request: BuildRequest) -> tuple[int, int, int]:
 _LABELS = ("frame_index", "joints2d", "joints3d", "pose", "shape", "has_smpl", "bbox", "valid")
 
 
+STAGING_FORMAT = 2
+"""Version of the staged `.npz` layout; part of the staging folder's name, so a rerun never
+reads files another layout wrote (2: TFRecord values are references, not bytes)."""
+
+
 def stage_record(record: SequenceRecord) -> bytes:
-    """One sequence as `.npz` bytes: label arrays, image references, encoded frames if any."""
-    data = [ref.data or b"" for ref in record.images]
-    offsets = np.cumsum([0, *(len(d) for d in data)], dtype=np.int64)
+    """One sequence as `.npz` bytes: label arrays and image references (never pixels).
+
+    TFRecord values are staged as their record's offset, length and CRC plus the feature
+    and index, so staging a dataset of encoded frames copies none of them.
+    """
+    values = [ref.record for ref in record.images]
     buffer = io.BytesIO()
     np.savez(
         buffer,
         **{name: getattr(record, name) for name in _LABELS},
         image_path=np.asarray([ref.path for ref in record.images], dtype=np.str_),
         image_frame=np.asarray([-1 if r.frame is None else r.frame for r in record.images]),
-        image_has_data=np.asarray([ref.data is not None for ref in record.images], dtype=bool),
-        image_data=np.frombuffer(b"".join(data), dtype=np.uint8),
-        image_offsets=offsets,
+        image_record=np.asarray(
+            [(-1, 0, 0, 0) if v is None else (v.offset, v.length, v.crc, v.index) for v in values],
+            dtype=np.int64,
+        ).reshape(len(values), 4),
+        image_feature=np.asarray(["" if v is None else v.feature for v in values], dtype=np.str_),
         text=np.asarray([record.dataset, record.split, record.name, record.content_hash]),
         numbers=np.asarray([record.person_id, record.fps, record.crop_scale], dtype=np.float64),
         already_cropped=np.asarray(record.already_cropped),
     )
     return buffer.getvalue()
+
+
+def _staged_ref(path: str, frame: int, record: np.ndarray, feature: str) -> ImageRef:
+    offset, length, crc, index = (int(v) for v in record)
+    value = None if offset < 0 else RecordValue(offset, length, crc, feature, index)
+    return ImageRef(path, None if frame < 0 else frame, value)
 
 
 def load_staged(blob: bytes, source: str) -> SequenceRecord:
@@ -218,18 +234,18 @@ def load_staged(blob: bytes, source: str) -> SequenceRecord:
             arrays = {name: npz[name] for name in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise FormatError(f"{source}: not a staged sequence ({error})") from error
-    missing = [k for k in (*_LABELS, "image_path", "text", "numbers") if k not in arrays]
+    fields = (*_LABELS, "image_path", "image_frame", "image_record", "image_feature", "text")
+    missing = [k for k in (*fields, "numbers", "already_cropped") if k not in arrays]
     if missing:
         raise FormatError(f"{source}: staged sequence lacks field `{missing[0]}`")
-    offsets, payload = arrays["image_offsets"], arrays["image_data"].tobytes()
     images = [
-        ImageRef(
-            str(path),
-            None if frame < 0 else int(frame),
-            payload[offsets[i] : offsets[i + 1]] if has_data else None,
-        )
-        for i, (path, frame, has_data) in enumerate(
-            zip(arrays["image_path"], arrays["image_frame"], arrays["image_has_data"], strict=True)
+        _staged_ref(str(path), int(frame), record, str(feature))
+        for path, frame, record, feature in zip(
+            arrays["image_path"],
+            arrays["image_frame"],
+            arrays["image_record"],
+            arrays["image_feature"],
+            strict=True,
         )
     ]
     dataset, split, name, content_hash = (str(v) for v in arrays["text"])
@@ -381,7 +397,7 @@ def plan_build(request: BuildRequest, shard_frames: int = SHARD_ROWS) -> BuildPl
     for record in records:
         if (record.name, record.person_id) in to_write:
             work.update(f"{record.name}\0{record.person_id}\0{record.content_hash}\n".encode())
-    work.update(f"shard_frames={shard_frames}".encode())
+    work.update(f"shard_frames={shard_frames} staging_format={STAGING_FORMAT}".encode())
     fs, base = loc.filesystem()
     group_staging = f"{base}/.staging/{request.group}"
     plan.staging = f"{group_staging}/{work.hexdigest()[:16]}"

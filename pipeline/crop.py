@@ -14,7 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.datasets.records import ImageRef
+from pipeline.datasets.records import ImageRef, RecordValue
+from pipeline.datasets.tfrecord import Feature, parse_example, read_record
 from storage.errors import FormatError, MissingFileError
 
 CROP_SIZE = 224
@@ -68,6 +69,9 @@ def normalize(crops: np.ndarray) -> np.ndarray:
 
 
 def _describe(ref: ImageRef) -> str:
+    if ref.record is not None:
+        value = ref.record
+        return f"{ref.path} record at byte {value.offset} {value.feature}[{value.index}]"
     return f"{ref.path} frame {ref.frame}" if ref.frame is not None else ref.path
 
 
@@ -138,20 +142,67 @@ class VideoFrameReader:
         self.close()
 
 
-def decode_ref(ref: ImageRef, videos: dict[str, VideoFrameReader] | None = None) -> np.ndarray:
-    """RGB uint8 pixels of one frame reference; video frames use (and fill) `videos`."""
-    if ref.kind == "bytes":
-        assert ref.data is not None
-        return decode_bytes(ref.data, _describe(ref))
+class FrameSources:
+    """What one decode task keeps open: a forward reader per video, the last TFRecord record.
+
+    A track's frames share one record, so it is re-read and CRC-checked once per task, not
+    once per frame.
+    """
+
+    def __init__(self) -> None:
+        self._videos: dict[str, VideoFrameReader] = {}
+        self._record: tuple[tuple[str, int], dict[str, Feature]] | None = None
+
+    def video_frame(self, path: str, frame: int) -> np.ndarray:
+        """RGB uint8 frame `frame` of the video at `path` (frames in non-decreasing order)."""
+        reader = self._videos.get(path)
+        if reader is None:
+            reader = self._videos[path] = VideoFrameReader(path)
+        return reader.read(frame)
+
+    def encoded(self, path: str, value: RecordValue) -> bytes:
+        """The bytes `value` names inside the TFRecord at `path`, exactly as stored.
+
+        Raises SourceChangedError when the record is not the one the reader parsed.
+        """
+        key = (path, value.offset)
+        if self._record is None or self._record[0] != key:
+            payload = read_record(Path(path), value.offset, value.length, value.crc)
+            try:
+                self._record = key, parse_example(payload)
+            except ValueError as error:
+                raise FormatError(
+                    f"{path}: record at byte {value.offset}: not a tf.train.Example ({error})"
+                ) from error
+        values = self._record[1].get(value.feature)
+        if not isinstance(values, list) or not 0 <= value.index < len(values):
+            raise FormatError(
+                f"{path}: record at byte {value.offset}: field {value.feature} has no "
+                f"bytes value {value.index}"
+            )
+        return values[value.index]
+
+    def close(self) -> None:
+        for reader in self._videos.values():
+            reader.close()
+        self._videos.clear()
+        self._record = None
+
+    def __enter__(self) -> FrameSources:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def decode_ref(ref: ImageRef, sources: FrameSources | None = None) -> np.ndarray:
+    """RGB uint8 pixels of one frame reference; videos and records use (and fill) `sources`."""
     if ref.kind == "image":
         return decode_image_file(ref.path)
+    if sources is None:
+        with FrameSources() as own:
+            return decode_ref(ref, own)
+    if ref.record is not None:
+        return decode_bytes(sources.encoded(ref.path, ref.record), _describe(ref))
     assert ref.frame is not None
-    readers = videos if videos is not None else {}
-    reader = readers.get(ref.path)
-    if reader is None:
-        reader = readers[ref.path] = VideoFrameReader(ref.path)
-    try:
-        return reader.read(ref.frame)
-    finally:
-        if videos is None:
-            reader.close()
+    return sources.video_frame(ref.path, ref.frame)

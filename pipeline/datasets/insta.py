@@ -1,11 +1,12 @@
 """InstaVariety reader: HMMR TFRecords (one `tf.train.Example` per track) without TensorFlow.
 
 Layout and keys: datasets.md §7. Frames are the stored 224x224 JPEG crops
-(`already_cropped`, whole crop as bbox, no warp); keypoints are HMMR's "universal 25"
-(14 LSP-like + 5 face + 6 toe/ankle) mapped to the 49-joint layout by name. In files that
-carry `image/phis` (the released train files) keypoints are normalised to [-1, 1] over the
-crop and are de-normalised here; invisible points stay masked at 0 rather than landing at
-the crop centre as in VIBE's conversion.
+(`already_cropped`, whole crop as bbox, no warp), checked here and then referenced by
+record offset, length and CRC rather than copied (decoding re-reads them from the file);
+keypoints are HMMR's "universal 25" (14 LSP-like + 5 face + 6 toe/ankle) mapped to the
+49-joint layout by name. In files that carry `image/phis` (the released train files)
+keypoints are normalised to [-1, 1] over the crop and are de-normalised here; invisible
+points stay masked at 0 rather than landing at the crop centre as in VIBE's conversion.
 """
 
 from __future__ import annotations
@@ -17,9 +18,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord
+from pipeline.datasets.records import ImageRef, Quarantine, RecordValue, SequenceRecord
 from pipeline.datasets.skips import reject_error
-from pipeline.datasets.tfrecord import Feature, FramingError, iter_records, parse_example
+from pipeline.datasets.tfrecord import (
+    Feature,
+    FramingError,
+    iter_records,
+    masked_crc32c,
+    parse_example,
+)
 from pipeline.joints import to_spin49
 from storage.errors import FormatError, MissingFileError
 
@@ -69,7 +76,7 @@ def _check_jpeg(data: bytes, where: str, frame: int) -> None:
         raise FormatError(f"{where}: field image/encoded frame {frame} is not a complete JPEG")
 
 
-def _record(path: Path, index: int, payload: bytes, split: str) -> SequenceRecord:
+def _record(path: Path, index: int, offset: int, payload: bytes, split: str) -> SequenceRecord:
     where = f"{path} (record {index})"
     try:
         features = parse_example(payload)
@@ -86,11 +93,13 @@ def _record(path: Path, index: int, payload: bytes, split: str) -> SequenceRecor
                 f"{where}: field image/heightwidths: stored images are not {CROP}x{CROP} crops"
             )
     keypoints = _keypoints(features, frames, where)
+    crc = masked_crc32c(payload)
     images = []
     for frame, data in enumerate(jpegs):
         assert isinstance(data, bytes)
         _check_jpeg(data, where, frame)
-        images.append(ImageRef(path=str(path), frame=None, data=data))
+        value = RecordValue(offset, len(payload), crc, "image/encoded", frame)
+        images.append(ImageRef(path=str(path), record=value))
     joints2d, _ = to_spin49(keypoints.astype(np.float32), "insta")
     return SequenceRecord(
         dataset=DATASET,
@@ -129,9 +138,9 @@ def read_insta(
     for path in files:
         index = -1
         try:
-            for index, (_, payload) in enumerate(iter_records(path)):
+            for index, (offset, payload) in enumerate(iter_records(path)):
                 try:
-                    record = _record(path, index, payload, split)
+                    record = _record(path, index, offset, payload, split)
                 except FormatError as exc:
                     key = f"{DATASET}/{split}/{path.name}-{index}"
                     reject_error(quarantine, key, path, "example", exc)

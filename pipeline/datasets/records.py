@@ -14,20 +14,41 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class RecordValue:
+    """One bytes value inside one TFRecord record, re-read from the file when it is decoded.
+
+    Records carry these instead of the bytes, so parsing, staging and planning never hold a
+    dataset's encoded frames in memory or copy them; the length and CRC seen at parse time
+    let the re-read detect a file that changed since.
+    """
+
+    offset: int
+    """Byte offset of the record's length header in the file."""
+    length: int
+    """Payload length in bytes when the reader parsed the record."""
+    crc: int
+    """Masked CRC-32C of the payload when the reader parsed the record."""
+    feature: str
+    """Key of the bytes_list feature holding the value (e.g. `image/encoded`)."""
+    index: int
+    """Position of the value in that bytes_list (the frame within the track)."""
+
+
+@dataclass(frozen=True)
 class ImageRef:
-    """Where one frame's pixels come from: an image file, a video frame, or encoded bytes."""
+    """Where one frame's pixels come from: an image file, a video frame, or a TFRecord value."""
 
     path: str
-    """Image file, or video file when `frame` is set; for `data` the file the bytes came from."""
+    """Image file, video file when `frame` is set, TFRecord file when `record` is set."""
     frame: int | None = None
     """0-based frame number inside the video at `path`."""
-    data: bytes | None = None
-    """Encoded image bytes (e.g. the JPEG crops inside a TFRecord)."""
+    record: RecordValue | None = None
+    """Encoded image bytes inside the TFRecord at `path` (e.g. InstaVariety's JPEG crops)."""
 
     @property
     def kind(self) -> str:
-        if self.data is not None:
-            return "bytes"
+        if self.record is not None:
+            return "record"
         return "video" if self.frame is not None else "image"
 
 

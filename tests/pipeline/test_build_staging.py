@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from pipeline.build import group_shards, load_staged, stage_record
-from pipeline.datasets.records import ImageRef, SequenceRecord
+from pipeline.build import BuildRequest, group_shards, load_staged, plan_build, stage_record
+from pipeline.crop import FrameSources
+from pipeline.datasets.records import ImageRef, RecordValue, SequenceRecord
+from pipeline.sample.insta import write_insta
 from storage.errors import FormatError
 
 
@@ -39,7 +42,9 @@ def _record(images: list[ImageRef]) -> SequenceRecord:
 
 def test_a_staged_record_reads_back_field_for_field() -> None:
     images = [
-        ImageRef("shard-00.tfrecord", data=b"\xff\xd8jpeg one"),
+        ImageRef(
+            "shard-00.tfrecord", record=RecordValue(1 << 33, 70_000, 0xFFFFFFFE, "image/enc", 2)
+        ),
         ImageRef("video.mp4", frame=0),
         ImageRef("frames/000003.jpg"),
     ]
@@ -50,7 +55,7 @@ def test_a_staged_record_reads_back_field_for_field() -> None:
 
     assert zipfile.is_zipfile(io.BytesIO(blob))
     assert back.images == images
-    assert [ref.kind for ref in back.images] == ["bytes", "video", "image"]
+    assert [ref.kind for ref in back.images] == ["record", "video", "image"]
     assert (back.dataset, back.split, back.name, back.person_id) == ("insta", "train", "clip_7", 3)
     assert back.fps == pytest.approx(29.97) and back.crop_scale == pytest.approx(1.1)
     assert back.content_hash == "abc123" and back.already_cropped is True
@@ -74,3 +79,28 @@ def test_shards_follow_the_frame_budget_and_keep_long_sequences_whole() -> None:
     assert [s.files for s in shards] == [("a", "b"), ("c",), ("d", "e")]
     assert [s.frames for s in shards] == [15, 30, 8]
     assert [s.index for s in shards] == [0, 1, 2]
+
+
+def test_staged_instavariety_holds_references_not_jpeg_bytes(tmp_path: Path) -> None:
+    truth = write_insta(tmp_path / "data", seed=2)
+    checkpoint = tmp_path / "checkpoint.pth.tar"  # planning only hashes it
+    checkpoint.write_bytes(b"weights")
+    request = BuildRequest("insta", "train", truth["dir"], str(tmp_path / "store"), checkpoint)
+
+    plan = plan_build(request)
+
+    files = [path for shard in plan.shards for path in shard.files]
+    assert len(files) == len(truth["tracks"]) == 4
+    for path, track in zip(files, truth["tracks"], strict=True):
+        blob = Path(path).read_bytes()
+        jpeg_bytes = sum(len(j) for j in track["jpegs"])
+        assert len(blob) < 0.5 * jpeg_bytes
+        assert all(j not in blob for j in track["jpegs"])
+        with np.load(io.BytesIO(blob)) as npz:
+            assert not any(npz[name].dtype == np.uint8 for name in npz.files)
+        record = load_staged(blob, path)
+        assert {ref.kind for ref in record.images} == {"record"}
+        with FrameSources() as sources:
+            assert [sources.encoded(ref.path, ref.record) for ref in record.images] == track[
+                "jpegs"
+            ]

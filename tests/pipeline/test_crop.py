@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from tfrecord_files import frame_record, masked, track_example
 
 from pipeline.crop import (
+    FrameSources,
     VideoFrameReader,
     crop_image,
     crop_transform,
@@ -16,7 +19,8 @@ from pipeline.crop import (
     normalize,
     transform_points,
 )
-from pipeline.datasets.records import ImageRef
+from pipeline.datasets.records import ImageRef, RecordValue
+from pipeline.datasets.tfrecord import SourceChangedError
 from storage.errors import FormatError, MissingFileError
 
 
@@ -91,15 +95,18 @@ def test_normalize_is_imagenet_chw() -> None:
     np.testing.assert_allclose(out[0, 0, 0, 0], -0.485 / 0.229, rtol=1e-5)
 
 
-def test_image_file_and_bytes_decode_to_rgb(tmp_path: Path) -> None:
+def test_image_file_and_tfrecord_value_decode_to_rgb(tmp_path: Path) -> None:
     bgr = np.zeros((8, 10, 3), dtype=np.uint8)
     bgr[..., 0] = 200  # blue in OpenCV order
     path = tmp_path / "frame.png"
     cv2.imwrite(str(path), bgr)
     rgb = decode_ref(ImageRef(str(path)))
     assert rgb.shape == (8, 10, 3) and (rgb[..., 2] == 200).all() and (rgb[..., 0] == 0).all()
-    data = path.read_bytes()
-    np.testing.assert_array_equal(decode_ref(ImageRef(str(path), data=data)), rgb)
+    payload = track_example([b"other", path.read_bytes()], np.random.default_rng(0))
+    record = tmp_path / "frames.tfrecord"
+    record.write_bytes(b"\0" * 5 + frame_record(payload))
+    value = RecordValue(5, len(payload), masked(payload), "image/encoded", 1)
+    np.testing.assert_array_equal(decode_ref(ImageRef(str(record), record=value)), rgb)
 
 
 def test_corrupt_and_missing_frames_name_the_file(tmp_path: Path) -> None:
@@ -107,10 +114,47 @@ def test_corrupt_and_missing_frames_name_the_file(tmp_path: Path) -> None:
     bad.write_bytes(b"\xff\xd8 this is not a jpeg")
     with pytest.raises(FormatError, match=r"broken\.jpg"):
         decode_ref(ImageRef(str(bad)))
-    with pytest.raises(FormatError, match="tfrecord-3"):
-        decode_ref(ImageRef("tfrecord-3", data=b"garbage"))
+    payload = track_example([b"garbage"], np.random.default_rng(0))
+    (tmp_path / "t.tfrecord").write_bytes(frame_record(payload))
+    value = RecordValue(0, len(payload), masked(payload), "image/encoded", 0)
+    with pytest.raises(FormatError, match=r"t\.tfrecord record at byte 0 image/encoded\[0\]"):
+        decode_ref(ImageRef(str(tmp_path / "t.tfrecord"), record=value))
+    with pytest.raises(FormatError, match="field image/encoded has no bytes value 1"):
+        decode_ref(ImageRef(str(tmp_path / "t.tfrecord"), record=replace(value, index=1)))
     with pytest.raises(MissingFileError, match=r"absent\.jpg"):
         decode_ref(ImageRef(str(tmp_path / "absent.jpg")))
+
+
+def _change(path: Path, how: str, payload: bytes) -> None:
+    if how == "byte flipped":
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        path.write_bytes(bytes(data))
+    elif how == "rewritten, same length":  # valid framing, another record
+        path.write_bytes(frame_record(payload[:-1] + bytes([payload[-1] ^ 0x01])))
+    elif how == "truncated":
+        path.write_bytes(path.read_bytes()[:-3])
+    elif how == "emptied":
+        path.write_bytes(b"")
+    else:
+        path.unlink()
+
+
+@pytest.mark.parametrize(
+    "how", ["byte flipped", "rewritten, same length", "truncated", "emptied", "deleted"]
+)
+def test_a_tfrecord_changed_after_parsing_is_an_error_naming_it(tmp_path: Path, how: str) -> None:
+    payload = track_example([b"\xff\xd8 jpeg \xff\xd9"], np.random.default_rng(0))
+    path = tmp_path / "clip.tfrecord"
+    path.write_bytes(frame_record(payload))
+    ref = ImageRef(
+        str(path), record=RecordValue(0, len(payload), masked(payload), "image/encoded", 0)
+    )
+    with FrameSources() as sources:
+        assert sources.encoded(ref.path, ref.record) == b"\xff\xd8 jpeg \xff\xd9"
+    _change(path, how, payload)
+    with pytest.raises(SourceChangedError, match=r"clip\.tfrecord: record at byte 0 changed"):
+        decode_ref(ref)
 
 
 def test_video_frames_are_read_forward(tmp_path: Path) -> None:

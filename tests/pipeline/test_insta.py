@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from tfrecord import example_pb2
 
+from pipeline.crop import FrameSources
 from pipeline.datasets.insta import read_insta
 from pipeline.datasets.records import Quarantine
 from pipeline.datasets.tfrecord import iter_records, masked_crc32c
@@ -50,17 +51,26 @@ def test_one_record_per_track_with_shapes_and_crops(insta: dict) -> None:
     assert first.joints2d.shape == (16, 49, 3) and first.joints2d.dtype == np.float32
     assert first.already_cropped and first.crop_scale == 1.0
     np.testing.assert_array_equal(first.bbox[0], [112, 112, 224, 224])
-    assert first.images[0].kind == "bytes"
+    assert first.images[0].kind == "record"
     np.testing.assert_array_equal(first.frame_index, np.arange(16))
     assert not first.has_smpl.any() and not first.has_3d.any()
 
 
-def test_jpeg_bytes_keep_trailing_zero_bytes(insta: dict) -> None:
-    record = next(read_insta(insta["dir"], "train"))
+def test_frames_reference_their_record_and_reread_with_trailing_zero_bytes(insta: dict) -> None:
+    records = list(read_insta(insta["dir"], "train"))
     planted = insta["tracks"][0]["jpegs"][0]
     assert planted.endswith(b"\x00\x00\x00")
-    assert record.images[0].data == planted
-    assert [im.data for im in record.images[1:]] == insta["tracks"][0]["jpegs"][1:]
+    for record, track in zip(records, insta["tracks"], strict=True):
+        offsets = [offset for offset, _ in iter_records(track["file"])]
+        values = [ref.record for ref in record.images]
+        assert {ref.path for ref in record.images} == {str(track["file"])}
+        assert {v.offset for v in values} == {offsets[track["index"]]}
+        assert [v.index for v in values] == list(range(len(record)))
+        assert {v.feature for v in values} == {"image/encoded"}
+        with FrameSources() as sources:
+            assert [sources.encoded(ref.path, ref.record) for ref in record.images] == track[
+                "jpegs"
+            ]
 
 
 @pytest.mark.parametrize("track", [0, 2])  # with image/phis (normalised) and without (pixels)

@@ -1,0 +1,89 @@
+"""InstaVariety through the staged build: frames are re-read from the TFRecords, never copied."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tfrecord_files import jpeg, write_tracks
+
+from pipeline.build import BuildRequest, build_dataset, extract_shard, load_staged, plan_build
+from pipeline.crop import FrameSources
+from pipeline.datasets.insta import read_insta
+from pipeline.datasets.tfrecord import SourceChangedError
+from pipeline.features import extract_to_store
+from pipeline.sample.base_data import write_base_data
+from storage.backend import location
+from storage.reader import open_store
+from storage.writer import read_pointer
+
+GROUP = "insta/train/clean"
+FILE = "insta_variety_00_copy00_hmr_noS5.ckpt-642561.tfrecord"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("base_data")
+    write_base_data(folder, seed=0)
+    return folder / "spin_model_checkpoint.pth.tar"
+
+
+def _dataset(root: Path, seed: int) -> list[bytes]:
+    """Two tracks (2 and 1 frames) in one TFRecord under `root/train`; their JPEGs."""
+    rng = np.random.default_rng(seed)
+    images = [jpeg(rng) for _ in range(3)]
+    write_tracks(root / "train" / FILE, [images[:2], images[2:]], seed=seed)
+    return images
+
+
+def _features(store: Path) -> np.ndarray:
+    group = open_store(str(store), GROUP)
+    return group.read("features", 0, len(group))
+
+
+def test_staged_build_equals_in_memory_extraction_bit_for_bit(
+    tmp_path: Path, checkpoint: Path
+) -> None:
+    root = tmp_path / "insta_variety"
+    _dataset(root, seed=3)
+    request = BuildRequest("insta", "train", root, str(tmp_path / "staged"), checkpoint)
+
+    result = build_dataset(request, shard_frames=2)  # two shards, each re-reading the file
+    extract_to_store(
+        read_insta(root, "train"), str(tmp_path / "direct"), GROUP, checkpoint, progress=False
+    )
+
+    assert (result.status, result.extracted, result.frames) == ("built", 2, 3)
+    staged, direct = _features(tmp_path / "staged"), _features(tmp_path / "direct")
+    assert staged.dtype == np.float16 and staged.shape == (3, 2048)
+    np.testing.assert_array_equal(staged, direct)
+    assert len({row.tobytes() for row in staged}) == 3  # each frame its own pixels
+    assert [s.content_hash for s in open_store(str(tmp_path / "staged"), GROUP).sequences] == [
+        s.content_hash for s in open_store(str(tmp_path / "direct"), GROUP).sequences
+    ]
+
+
+def test_a_tfrecord_changed_after_staging_fails_its_shard_naming_the_file(
+    tmp_path: Path, checkpoint: Path
+) -> None:
+    root = tmp_path / "insta_variety"
+    _dataset(root, seed=4)
+    request = BuildRequest("insta", "train", root, str(tmp_path / "store"), checkpoint)
+    plan = plan_build(request)
+    path = root / "train" / FILE
+    images = _dataset(root, seed=5)  # same names and frame counts, other JPEGs
+    os.utime(path, ns=(1, 1))  # the source digest reads sizes and mtimes
+
+    with pytest.raises(SourceChangedError, match=rf"{re.escape(FILE)}: record at byte 0 changed"):
+        extract_shard(request, plan.shards[0])
+    assert read_pointer(location(request.store), GROUP) is None
+
+    replan = plan_build(request)  # a rerun sees the change and stages the new frames
+    assert replan.staging != plan.staging
+    staged = [load_staged(Path(f).read_bytes(), f) for s in replan.shards for f in s.files]
+    with FrameSources() as sources:
+        reread = [sources.encoded(ref.path, ref.record) for r in staged for ref in r.images]
+    assert reread == images
