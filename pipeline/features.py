@@ -2,7 +2,7 @@
 
 Where the official scripts crop a whole sequence, stack it on the GPU and run fp32 batches of
 200 in one process, this engine decodes and crops in threads (frame chunks for image files and
-encoded bytes, one sequential reader per video), fills large batches across sequence
+TFRecord values, one sequential reader per video), fills large batches across sequence
 boundaries, and keeps the device busy while the next batch is prepared. Each sequence is
 written through the store writer as soon as its last frame is through the backbone, so a
 killed run resumes at the first sequence the store does not hold.
@@ -31,12 +31,13 @@ from pipeline.crop import (
     CROP_SIZE,
     IMAGENET_MEAN,
     IMAGENET_STD,
-    VideoFrameReader,
+    FrameSources,
     crop_image,
     decode_ref,
     normalize,
 )
 from pipeline.datasets.records import Quarantine, SequenceRecord, Skip
+from pipeline.datasets.tfrecord import SourceChangedError
 from pipeline.occlusion import OccluderBank, frame_rng, occlude
 from storage.backend import location
 from storage.errors import FormatError, TcmrError
@@ -48,7 +49,7 @@ from storage.schema import SHARD_ROWS
 from storage.writer import SegmentWriter, StoreWriter, read_pointer
 
 CHUNK_FRAMES = 32
-"""Frames per decode task for image files and bytes (video sequences are one task each)."""
+"""Frames per decode task for image files and TFRecord values (a video is one task)."""
 
 AUTOCAST_CHECK_FRAMES = 64
 """Frames of the first batch run again in IEEE fp32 to measure the autocast error: enough for
@@ -117,16 +118,18 @@ def sequence_crops(
 ) -> np.ndarray:
     """uint8 (stop - start, 224, 224, 3) crops of frames [start, stop) of one record.
 
-    Raises FrameError naming the file and frame when a frame cannot be decoded or cropped.
+    Raises FrameError naming the file and frame when a frame cannot be decoded or cropped,
+    and SourceChangedError when a TFRecord changed since the reader parsed it.
     """
     scale = settings.scale if settings.scale is not None else record.crop_scale
-    videos: dict[str, VideoFrameReader] = {}
     out = np.empty((stop - start, CROP_SIZE, CROP_SIZE, 3), dtype=np.uint8)
-    try:
+    with FrameSources() as sources:
         for t in range(start, stop):
             ref = record.images[t]
             try:
-                image = decode_ref(ref, videos)
+                image = decode_ref(ref, sources)
+            except SourceChangedError:
+                raise  # the build is out of date, not the frame bad: fail, do not quarantine
             except TcmrError as error:
                 raise FrameError(ref.path, t, str(error)) from error
             if record.already_cropped:
@@ -146,9 +149,6 @@ def sequence_crops(
             if settings.occluders is not None:
                 crop = occlude(crop, settings.occluders, frame_rng(settings.seed, record.key, t))
             out[t - start] = crop
-    finally:
-        for reader in videos.values():
-            reader.close()
     return out
 
 
@@ -290,8 +290,9 @@ def run_extraction(
     """Extract features for every record not `is_done`, handing each finished one to `sink`.
 
     Records whose frames fail to decode are quarantined (file and frame named) and the rest
-    carries on. On CPU the result is deterministic and does not depend on the batching
-    (frames go through the backbone one at a time); features are float16 when sunk.
+    carries on; a TFRecord changed since it was parsed stops the run (SourceChangedError).
+    On CPU the result is deterministic and does not depend on the batching (frames go
+    through the backbone one at a time); features are float16 when sunk.
     """
     torch_device = torch.device(device)
     runner = BackboneRunner(backbone, torch_device, autocast)

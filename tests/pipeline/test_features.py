@@ -13,10 +13,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from tfrecord_files import frame_record, masked, track_example
 
 from model.backbone import load_spin_backbone
 from pipeline.crop import VideoFrameReader, crop_image, normalize
-from pipeline.datasets.records import ImageRef, SequenceRecord
+from pipeline.datasets.records import ImageRef, RecordValue, SequenceRecord
 from pipeline.features import (
     BackboneRunner,
     CropSettings,
@@ -274,10 +275,16 @@ def test_cuda_autocast_close_to_cpu_fp32(tmp_path: Path, checkpoint: Path) -> No
 def test_already_cropped_frames_skip_the_warp(tmp_path: Path) -> None:
     rng = np.random.default_rng(9)
     crops = rng.integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
-    refs = []
-    for i, crop in enumerate(crops):
-        _, data = cv2.imencode(".png", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
-        refs.append(ImageRef(f"insta.tfrecord-{i}", data=data.tobytes()))
+    pngs = [cv2.imencode(".png", cv2.cvtColor(c, cv2.COLOR_RGB2BGR))[1].tobytes() for c in crops]
+    path = tmp_path / "insta.tfrecord"
+    payload = track_example(pngs, rng)
+    path.write_bytes(frame_record(payload))
+    refs = [
+        ImageRef(
+            str(path), record=RecordValue(0, len(payload), masked(payload), "image/encoded", i)
+        )
+        for i in range(2)
+    ]
     record = make_record("insta", refs, (224, 224))
     record.already_cropped = True
     np.testing.assert_array_equal(sequence_crops(record, 0, 2, CropSettings()), crops)
