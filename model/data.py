@@ -21,7 +21,9 @@ store's block cache; `mixed_loader` runs that in worker processes.
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Iterator, Sequence
+from multiprocessing.context import BaseContext
 
 import numpy as np
 import torch
@@ -286,6 +288,24 @@ class MixedBatchSampler(Sampler[list[int]]):
             yield batch
 
 
+def worker_context(num_workers: int) -> BaseContext | None:
+    """How DataLoader workers start: from a clean forkserver, never forked from this process.
+
+    A forked worker inherits the exit hooks that threads of this process registered. In a
+    Prefect flow run, Prefect's log and event services register such hooks, which fail in a
+    child without their event loop, so every forked worker exited with code 1 and the
+    DataLoader raised at the end of each epoch. The forkserver has torch and this module
+    imported already, so a worker starts about as fast as a forked one. As with any start
+    method other than fork, a script that trains or evaluates with workers needs the
+    `if __name__ == "__main__":` guard (workers import the main module).
+    """
+    if num_workers == 0:
+        return None
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", __name__])
+    return context
+
+
 def mixed_loader(
     datasets_2d: Sequence[Dataset],
     datasets_3d: Sequence[Dataset],
@@ -302,4 +322,5 @@ def mixed_loader(
         batch_sampler=sampler,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
+        multiprocessing_context=worker_context(num_workers),
     )

@@ -39,7 +39,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from model.checkpoint import load_model
-from model.data import EvalDataset
+from model.data import EvalDataset, worker_context
 from model.filters import FILTERS, apply_filter
 from model.metrics import (
     accel_error,
@@ -148,6 +148,7 @@ def predict_frames(
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
+        multiprocessing_context=worker_context(num_workers),
         pin_memory=device.startswith("cuda"),
     )
     parts: dict[str, list[np.ndarray]] = {}

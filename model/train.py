@@ -39,7 +39,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Sampler, Subset
 
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.config import ModelConfig, target_frames
-from model.data import EvalDataset, MixedBatchSampler, WindowDataset
+from model.data import EvalDataset, MixedBatchSampler, WindowDataset, worker_context
 from model.evaluate import joint_rule, predict_frames, score, sequence_names
 from model.losses import TCMRLoss
 from model.tcmr import TCMR, build_model
@@ -325,6 +325,7 @@ def train(
         ConcatDataset([*datasets_2d, *datasets_3d]),
         batch_sampler=sampler,
         num_workers=config.num_workers,
+        multiprocessing_context=worker_context(config.num_workers),
         pin_memory=device.startswith("cuda"),
         # Worker seeds come from this generator, not the global RNG a resume restores.
         generator=torch.Generator().manual_seed(config.seed),
