@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_training import tiny_config, write_tiny_stores
 
 from pipeline.sample.base_data import write_base_data
-from pipeline.sample.store import write_sample_store
 
 TCMR = [sys.executable, "-c", "from flows.cli import main; main()"]
 
@@ -20,39 +20,11 @@ def tcmr(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*TCMR, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
-CONFIG = """
-title = "cli test"
-epochs = 1
-iterations_per_epoch = 2
-batch_2d = 1
-batch_3d = 2
-stride = 16
-num_workers = 0
-[model]
-hidden_size = 16
-n_layers = 1
-attention_size = 8
-[[datasets_2d]]
-group = "insta/train/base"
-use_smpl = false
-use_3d = false
-[[datasets_3d]]
-group = "3dpw/train/base"
-[validation]
-group = "3dpw/test/base"
-dataset = "3dpw"
-max_windows = 4
-"""
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("cli")
     write_base_data(root / "base", seed=0)
-    stores = root / "stores"
-    write_sample_store(stores, "insta/train/base", [32], seed=1, with_3d=False, with_smpl=False)
-    write_sample_store(stores, "3dpw/train/base", [32], seed=2)
-    write_sample_store(stores, "3dpw/test/base", [17, 20], seed=3)
+    write_tiny_stores(root / "stores")
     return {
         **os.environ,
         "TCMR_BASE_DATA": str(root / "base"),
@@ -63,7 +35,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 def test_train_then_evaluate(env: dict[str, str], tmp_path: Path) -> None:
     config = tmp_path / "tiny.toml"
-    config.write_text(CONFIG)
+    config.write_text(tiny_config("cli test"))
     trained = tcmr(env, "train", "--config", str(config), "--out", str(tmp_path / "run"))
     assert trained.returncode == 0, trained.stderr
     assert "2 steps, 1 epochs" in trained.stdout
