@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 OUT ?= runs/demo
 
-.PHONY: run test lint format bench clean
+.PHONY: run test test-gpu format bench bench-store clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,8 +26,23 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The CUDA tests alone (they skip, with the reason, where torch sees no GPU).
+test-gpu: $(STAMP)
+	$(BIN)/python -m pytest -q -rs -m gpu
+
+# Every benchmark of a few minutes, each on CUDA when torch sees a GPU, else on the CPU;
+# results in bench/results/ under the device's name.
 bench: $(STAMP)
+	$(BIN)/python bench/features.py
+	$(BIN)/python bench/evaluate.py
 	$(BIN)/python bench/model_step.py
+	$(BIN)/python bench/infer.py
+	$(BIN)/python bench/synthetic_ablation.py
+
+# The store benchmarks: a million-frame loader run and the chunk/shard sweep (long).
+bench-store: $(STAMP)
+	$(BIN)/python bench/loader.py
+	$(BIN)/python bench/store_layout.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
