@@ -309,18 +309,22 @@ def worker_context(num_workers: int) -> BaseContext | None:
 def mixed_loader(
     datasets_2d: Sequence[Dataset],
     datasets_3d: Sequence[Dataset],
-    batch_2d: int = 19,
-    batch_3d: int = 13,
-    batches: int | None = None,
+    batch_sampler: Sampler[list[int]],
     num_workers: int = 2,
     seed: int = 0,
+    pin_memory: bool = False,
 ) -> DataLoader:
-    """A DataLoader of mixed batches (dicts of tensors, 2D windows first)."""
-    sampler = MixedBatchSampler(datasets_2d, datasets_3d, batch_2d, batch_3d, batches, seed)
+    """The DataLoader of mixed batches (dicts of tensors, 2D windows first).
+
+    `batch_sampler` yields indices into the 2D datasets followed by the 3D ones (a
+    `MixedBatchSampler`, or the trainer's wrapper of one); worker seeds come from `seed`, not
+    from the global RNG a resume restores.
+    """
     return DataLoader(
         ConcatDataset([*datasets_2d, *datasets_3d]),
-        batch_sampler=sampler,
+        batch_sampler=batch_sampler,
         num_workers=num_workers,
-        persistent_workers=num_workers > 0,
         multiprocessing_context=worker_context(num_workers),
+        pin_memory=pin_memory,
+        generator=torch.Generator().manual_seed(seed),
     )

@@ -35,11 +35,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from torch.utils.data import ConcatDataset, DataLoader, Sampler, Subset
+from torch.utils.data import Sampler, Subset
 
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.config import ModelConfig, target_frames
-from model.data import EvalDataset, MixedBatchSampler, WindowDataset, worker_context
+from model.data import EvalDataset, MixedBatchSampler, WindowDataset, mixed_loader
 from model.evaluate import joint_rule, predict_frames, score, sequence_names
 from model.losses import TCMRLoss
 from model.tcmr import TCMR, build_model
@@ -321,14 +321,13 @@ def train(
         seed=config.seed,
     )
     sampler = _SkipBatches(batches)
-    loader = DataLoader(
-        ConcatDataset([*datasets_2d, *datasets_3d]),
-        batch_sampler=sampler,
+    loader = mixed_loader(
+        datasets_2d,
+        datasets_3d,
+        sampler,
         num_workers=config.num_workers,
-        multiprocessing_context=worker_context(config.num_workers),
+        seed=config.seed,
         pin_memory=device.startswith("cuda"),
-        # Worker seeds come from this generator, not the global RNG a resume restores.
-        generator=torch.Generator().manual_seed(config.seed),
     )
 
     epoch, step, best = 0, 0, math.inf

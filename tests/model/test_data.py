@@ -140,7 +140,8 @@ def test_mixed_batches_proportional_and_collated(tmp_path: Path) -> None:
         counts[0] += sum(i < 96 for i in batch[:19])
         counts[1] += sum(96 <= i < 128 for i in batch[:19])
     assert abs(counts[0] / (counts[0] + counts[1]) - 0.75) < 0.06
-    loader = mixed_loader(two_d, three_d, batch_2d=3, batch_3d=2, batches=2, num_workers=1)
+    small = MixedBatchSampler(two_d, three_d, batch_2d=3, batch_3d=2, batches=2)
+    loader = mixed_loader(two_d, three_d, small, num_workers=1)
     batches = list(loader)
     assert len(batches) == 2
     batch = batches[0]
