@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from model.checkpoint import load_model
-from model.evaluate import evaluate
+from model.evaluate import EvalResult, evaluate
 from model.smpl import SMPL
 from pipeline.sample.tcmr_checkpoint import write_official_tcmr_checkpoint
 from storage.importdb import import_db
@@ -97,6 +97,17 @@ def official(tmp_path_factory: pytest.TempPathFactory, base_data: Path, smpl: SM
     return path, load_model(path, smpl).eval()
 
 
+def import_and_evaluate(
+    db: dict, path: Path, dataset: str, split: str, checkpoint: Path, base_data: Path
+) -> EvalResult:
+    """Write `db` as the official joblib file, import it, and evaluate at the official batch 8."""
+    joblib.dump(db, path)
+    stores, group = str(path.parent / "s"), f"{dataset}/{split}/base"
+    import_db(path, dataset, split, stores, group)
+    settings = Settings(base_data=base_data, device="cpu")
+    return evaluate(checkpoint, stores, group, path.parent / "out", batch_size=8, settings=settings)
+
+
 def test_3dpw_matches_the_official_loop(
     tmp_path: Path, base_data: Path, smpl: SMPL, official
 ) -> None:
@@ -108,14 +119,8 @@ def test_3dpw_matches_the_official_loop(
     valid[[21, 38]] = False  # first and last frame of downtown_a_1 (18 -> 16)
     valid[[52, 57, 68]] = False  # gaps_d_0: 18 -> 15 usable frames, skipped
     db["valid"] = valid
-    joblib.dump(db, path)
-    import_db(path, "3dpw", "test", str(tmp_path / "s"), "3dpw/test/base")
     ckpt, model = official
-    settings = Settings(base_data=base_data, device="cpu")
-    result = evaluate(
-        ckpt, str(tmp_path / "s"), "3dpw/test/base", tmp_path / "out", batch_size=8,
-        settings=settings,
-    )  # fmt: skip
+    result = import_and_evaluate(db, path, "3dpw", "test", ckpt, base_data)
 
     regressor = np.load(base_data / "J_regressor_h36m.npy").astype(np.float32)
     names = db["vid_name"]
@@ -158,14 +163,8 @@ def test_mpii3d_matches_the_official_loop(
     valid[[0, 5, 6, 17]] = 0  # TS1: first, two inside, last (still windowed, then masked)
     valid[18:34] = 0  # TS2 has no valid frame: skipped (subj6_seg0)
     db["valid_i"] = valid
-    joblib.dump(db, path)
-    import_db(path, "mpii3d", "val", str(tmp_path / "s"), "mpii3d/val/base")
     ckpt, model = official
-    settings = Settings(base_data=base_data, device="cpu")
-    result = evaluate(
-        ckpt, str(tmp_path / "s"), "mpii3d/val/base", tmp_path / "out", batch_size=8,
-        settings=settings,
-    )  # fmt: skip
+    result = import_and_evaluate(db, path, "mpii3d", "val", ckpt, base_data)
 
     joints = [SPIN_JOINT_NAMES.index(name) for name in MPII3D_TEST]
     names = db["vid_name"]
