@@ -210,6 +210,8 @@ class BackboneRunner:
         self.dtype = torch.float16 if self.cuda and autocast else None
         self.backbone = backbone.to(device).eval()
         if self.cuda:
+            # Every batch is (n, 3, 224, 224): cuDNN tunes its kernels once per batch size.
+            torch.backends.cudnn.benchmark = True
             self.backbone = self.backbone.to(memory_format=torch.channels_last)
             self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255.0
             self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255.0
