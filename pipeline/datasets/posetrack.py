@@ -27,6 +27,7 @@ import numpy as np
 
 from pipeline.bbox import extent_bbox
 from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord
+from pipeline.datasets.skips import reject
 from pipeline.joints import to_spin49
 from storage.errors import FormatError, MissingFileError
 from storage.hashing import hash_files
@@ -47,14 +48,6 @@ class PoseTrackRules:
     bbox_enlarge: float = 0.8
     crop_scale: float = 1.3
     bbox_enlarge_2017: float = 1.2
-
-
-def _skip_or_raise(
-    quarantine: Quarantine | None, key: str, path: Path, field: str, reason: str
-) -> None:
-    if quarantine is None:
-        raise FormatError(f"{path}: field {field}: {reason}")
-    quarantine.add(key, path, field, reason)
 
 
 def _load_coco(path: Path) -> dict[str, Any]:
@@ -132,10 +125,7 @@ def _video_2018(
         tracks.setdefault(track, []).append((int(image["id"]), keypoints, box))
     for track, rows in sorted(tracks.items()):
         key = f"{DATASET}/{split}/{path.stem}/person{track}"
-        if len(rows) < rules.min_frames:
-            if quarantine is not None:
-                quarantine.add(key, path, "track_id",
-                               f"{len(rows)} usable frames < min_frames {rules.min_frames}")  # fmt: skip
+        if _too_short(len(rows), key, path, rules, quarantine):
             continue
         rows.sort(key=lambda row: _frame_number(labelled[row[0]], path))
         keypoints = np.stack([row[1] for row in rows])
@@ -148,19 +138,34 @@ def _video_2018(
             [boxes[:, 0] + boxes[:, 2] / 2, boxes[:, 1] + boxes[:, 3] / 2, side, side], 1
         )
         images = [root / labelled[row[0]]["file_name"] for row in rows]
-        missing = [str(p) for p in images if not p.is_file()]
-        if missing:
-            _skip_or_raise(
-                quarantine,
-                key,
-                path,
-                "file_name",
-                f"{len(missing)} image(s) missing, first {missing[0]}",
-            )
+        if _images_missing(images, key, path, "file_name", quarantine):
             continue
         yield _record(split, path.stem, track, images,
                       [_frame_number(labelled[row[0]], path) for row in rows],
                       joints2d, bbox, path, rules, f"{track}")  # fmt: skip
+
+
+def _too_short(
+    frames: int, key: str, path: Path, rules: PoseTrackRules, quarantine: Quarantine | None
+) -> bool:
+    """A track with fewer usable frames than `min_frames` is left out (recorded, never raised)."""
+    if frames >= rules.min_frames:
+        return False
+    if quarantine is not None:
+        quarantine.add(
+            key, path, "track_id", f"{frames} usable frames < min_frames {rules.min_frames}"
+        )
+    return True
+
+
+def _images_missing(
+    images: list[Path], key: str, path: Path, field: str, quarantine: Quarantine | None
+) -> bool:
+    """A track whose image files are not all there is rejected (`field` names their source)."""
+    missing = [str(p) for p in images if not p.is_file()]
+    if missing:
+        reject(quarantine, key, path, field, f"{len(missing)} image(s) missing, first {missing[0]}")
+    return bool(missing)
 
 
 def _frame_number(image: dict[str, Any], path: Path) -> int:
@@ -265,11 +270,7 @@ def _video_2017(
         raise FormatError(f"{path}: field image/annorect malformed ({error})") from error
     for track, rows in sorted(tracks.items()):
         key = f"posetrack2017/{split}/{path.stem}/person{track}"
-        if len(rows) < rules.min_frames:
-            if quarantine is not None:
-                quarantine.add(
-                    key, path, "track_id", f"{len(rows)} frames < min_frames {rules.min_frames}"
-                )
+        if _too_short(len(rows), key, path, rules, quarantine):
             continue
         keypoints = np.stack([row[2] for row in rows])
         joints2d, _ = to_spin49(keypoints, "posetrack2017")
@@ -277,15 +278,7 @@ def _video_2017(
             [extent_bbox(k[k[:, 2] > 0, :2], rules.bbox_enlarge_2017) for k in keypoints]
         )
         images = [row[1] for row in rows]
-        missing = [str(p) for p in images if not p.is_file()]
-        if missing:
-            _skip_or_raise(
-                quarantine,
-                key,
-                path,
-                "image.name",
-                f"{len(missing)} image(s) missing, first {missing[0]}",
-            )
+        if _images_missing(images, key, path, "image.name", quarantine):
             continue
         yield _record(split, path.stem, track, images, [row[0] for row in rows], joints2d, bbox,
                       path, rules, f"{track}", dataset="posetrack2017")  # fmt: skip
