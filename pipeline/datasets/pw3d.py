@@ -30,6 +30,7 @@ from model.smpl import SMPL
 from pipeline.bbox import smooth_bbox
 from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord
 from pipeline.datasets.segments import runs
+from pipeline.datasets.skips import reject_error
 from pipeline.joints import SPIN_INDEX, to_spin49
 from storage.errors import FormatError, MissingFileError
 from storage.hashing import hash_files
@@ -151,7 +152,7 @@ def read_3dpw(
             data = load_pw3d_pickle(path)
             people = len(data["poses"])
         except (FormatError, TypeError) as error:
-            _skip_or_raise(quarantine, key, path, "pickle", error)
+            reject_error(quarantine, key, path, "pickle", error)
             continue
         for person in range(people):
             try:
@@ -159,15 +160,7 @@ def read_3dpw(
                     Path(root), path, data, person, SPLITS[split], body, rules, quarantine
                 )
             except FormatError as error:
-                _skip_or_raise(quarantine, f"{key}/person{person}", path, "person", error)
-
-
-def _skip_or_raise(
-    quarantine: Quarantine | None, key: str, path: Path, field_name: str, error: Exception
-) -> None:
-    if quarantine is None:
-        raise error if isinstance(error, FormatError) else FormatError(f"{path}: {error}")
-    quarantine.add(key, path, field_name, str(error))
+                reject_error(quarantine, f"{key}/person{person}", path, "person", error)
 
 
 def _person(
