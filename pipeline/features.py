@@ -10,6 +10,7 @@ killed run resumes at the first sequence the store does not hold.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import itertools
 import threading
@@ -416,18 +417,27 @@ def run_extraction(
     return summary
 
 
-def _store_arrays(record: SequenceRecord, features: np.ndarray) -> dict[str, np.ndarray]:
-    return {
-        "features": features,
-        "joints2d": record.joints2d,
-        "joints3d": record.joints3d,
-        "pose": record.pose,
-        "shape": record.shape,
-        "bbox": record.bbox,
-        "frame_index": record.frame_index,
-        "valid": record.valid,
-        "has_smpl": record.has_smpl,
-    }
+def _add_record(
+    writer: StoreWriter | SegmentWriter, record: SequenceRecord, features: np.ndarray
+) -> None:
+    """Queue one extracted sequence, with its features, in a store or segment writer."""
+    writer.add(
+        record.name,
+        record.person_id,
+        record.fps,
+        record.content_hash,
+        {
+            "features": features,
+            "joints2d": record.joints2d,
+            "joints3d": record.joints3d,
+            "pose": record.pose,
+            "shape": record.shape,
+            "bbox": record.bbox,
+            "frame_index": record.frame_index,
+            "valid": record.valid,
+            "has_smpl": record.has_smpl,
+        },
+    )
 
 
 def _code_version() -> str:
@@ -493,13 +503,7 @@ def extract_to_store(
 
     def sink(record: SequenceRecord, features: np.ndarray) -> None:
         nonlocal uncommitted
-        writer.add(
-            record.name,
-            record.person_id,
-            record.fps,
-            record.content_hash,
-            _store_arrays(record, features),
-        )
+        _add_record(writer, record, features)
         uncommitted += len(record)
         if uncommitted >= commit_every_frames:
             writer.commit()
@@ -544,20 +548,10 @@ def extract_to_segment(
     One writer per shard: parallel shards each own a segment, and a single commit adopts
     them all, so concurrent extraction never writes into the same Zarr shard.
     """
-
-    def sink(record: SequenceRecord, features: np.ndarray) -> None:
-        writer.add(
-            record.name,
-            record.person_id,
-            record.fps,
-            record.content_hash,
-            _store_arrays(record, features),
-        )
-
     return run_extraction(
         records,
         load_spin_backbone(checkpoint, device="cpu"),
-        sink,
+        functools.partial(_add_record, writer),
         lambda record: False,
         settings,
         device=device,
