@@ -306,46 +306,44 @@ def write_sequences_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
     return write_atomic(path, write)
 
 
-def plot_accel(curves: dict[str, np.ndarray], sequence: str, path: Path) -> Path:
-    """Per-frame acceleration error along one sequence, one line per method (Figure 5 style)."""
+def _plot_per_frame(
+    lines: dict[str, np.ndarray],
+    sequence: str,
+    ylabel: str,
+    path: Path,
+    ylim: tuple[float, float] | None = None,
+) -> Path:
+    """One PNG of per-frame curves along a sequence, one labelled line each, written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(10, 3.5))
-    for label, values in curves.items():
+    for label, values in lines.items():
         ax.plot(np.arange(len(values)), values, label=label, linewidth=1.0)
     ax.set_xlabel("frame")
-    ax.set_ylabel("acceleration error (mm/frame²)")
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
     ax.set_title(sequence)
     ax.legend()
     fig.tight_layout()
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
     return path
+
+
+def plot_accel(curves: dict[str, np.ndarray], sequence: str, path: Path) -> Path:
+    """Per-frame acceleration error along one sequence, one line per method (Figure 5 style)."""
+    return _plot_per_frame(curves, sequence, "acceleration error (mm/frame²)", path)
 
 
 def plot_attention(scores: np.ndarray, sequence: str, path: Path) -> Path:
     """The three attention values (past, current, future) over time (supplement section 9)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(10, 3.5))
     labels = ("past", "current", "future") if scores.shape[1] == 3 else ("current",)
-    for j, label in enumerate(labels):
-        ax.plot(np.arange(len(scores)), scores[:, j], label=label, linewidth=1.0)
-    ax.set_xlabel("frame")
-    ax.set_ylabel("attention value")
-    ax.set_ylim(0.0, 1.0)
-    ax.set_title(sequence)
-    ax.legend()
-    fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
-    return path
+    lines = {label: scores[:, j] for j, label in enumerate(labels)}
+    return _plot_per_frame(lines, sequence, "attention value", path, ylim=(0.0, 1.0))
 
 
 def compare_runs(
