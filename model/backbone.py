@@ -98,28 +98,34 @@ def read_spin_state(path: Path) -> dict[str, Tensor]:
     return dict(state)
 
 
-def check_state(
-    path: Path, state: Mapping[str, Tensor], expected: Mapping[str, Tensor], what: str
-) -> None:
-    """Raise one FormatError listing every missing, unexpected and mis-shaped key."""
+def _describe(value: object) -> str:
+    return str(tuple(value.shape)) if isinstance(value, Tensor) else type(value).__name__
+
+
+def check_state(state: Mapping[str, object], expected: Mapping[str, Tensor], context: str) -> None:
+    """Raise one FormatError `context; missing keys: ...; unexpected keys: ...; mis-shaped
+    keys: ...`, so a truncated or foreign file shows every problem at once.
+
+    A value that is not a tensor counts as mis-shaped.
+    """
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     misshaped = sorted(
-        f"{key} {tuple(state[key].shape)} != {tuple(expected[key].shape)}"
+        f"{key} {_describe(state[key])} != {tuple(expected[key].shape)}"
         for key in set(state) & set(expected)
-        if state[key].shape != expected[key].shape
+        if not isinstance(state[key], Tensor) or state[key].shape != expected[key].shape
     )
     problems = [
-        f"{label}: {', '.join(keys)}"
-        for label, keys in (
-            ("missing", missing),
-            ("unexpected", unexpected),
-            ("mis-shaped", misshaped),
+        f"{label}: {', '.join(items)}"
+        for label, items in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("mis-shaped keys", misshaped),
         )
-        if keys
+        if items
     ]
     if problems:
-        raise FormatError(f"{path}: does not match the {what}; " + "; ".join(problems))
+        raise FormatError(f"{context}; " + "; ".join(problems))
 
 
 def load_spin_backbone(path: Path, device: str = "cpu") -> ResNet50Backbone:
@@ -130,7 +136,9 @@ def load_spin_backbone(path: Path, device: str = "cpu") -> ResNet50Backbone:
         log.info("%s: ignoring %d IEF head entries: %s", path, len(head), ", ".join(head))
     backbone_state = {key: value for key, value in state.items() if key not in head}
     model = ResNet50Backbone()
-    check_state(path, backbone_state, model.state_dict(), "SPIN ResNet-50 backbone")
+    check_state(
+        backbone_state, model.state_dict(), f"{path}: does not match the SPIN ResNet-50 backbone"
+    )
     model.load_state_dict(backbone_state, strict=True)
     model.requires_grad_(False)
     return model.to(device).eval()

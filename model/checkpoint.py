@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from model.backbone import check_state
 from model.config import ModelConfig
 from model.smpl import SMPL
 from model.tcmr import TCMR
@@ -57,36 +58,6 @@ def _torch_load(path: Path) -> Any:
         ) from error
 
 
-def _describe(value: Any) -> str:
-    return str(tuple(value.shape)) if isinstance(value, Tensor) else type(value).__name__
-
-
-def _check_against(
-    state: dict[str, Tensor], expected: dict[str, Tensor], path: Path, what: str
-) -> None:
-    """Raise one FormatError listing every missing, unexpected and mis-shaped key."""
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    misshaped = sorted(
-        f"{key} {_describe(state[key])} != {tuple(expected[key].shape)}"
-        for key in set(state) & set(expected)
-        if not isinstance(state[key], Tensor) or state[key].shape != expected[key].shape
-    )
-    problems = [
-        f"{label}: {', '.join(items)}"
-        for label, items in (
-            ("missing keys", missing),
-            ("unexpected keys", unexpected),
-            ("mis-shaped keys", misshaped),
-        )
-        if items
-    ]
-    if problems:
-        raise FormatError(
-            f"checkpoint {path}: {what} does not match the model; " + "; ".join(problems)
-        )
-
-
 def _template(config: ModelConfig) -> dict[str, Tensor]:
     """A fresh model's state_dict, built on the meta device (no memory, no init cost)."""
     with torch.device("meta"):
@@ -107,7 +78,11 @@ def _official_weights(checkpoint: Any, path: Path, config: ModelConfig) -> dict[
         for key, value in checkpoint["gen_state_dict"].items()
         if not key.startswith(OFFICIAL_SMPL_PREFIX)
     }
-    _check_against(state, _template(config), path, "field 'gen_state_dict'")
+    check_state(
+        state,
+        _template(config),
+        f"checkpoint {path}: field 'gen_state_dict' does not match the model",
+    )
     return {key: value.float() for key, value in state.items()}
 
 
@@ -188,7 +163,9 @@ def _our_checkpoint(payload: Any, path: Path) -> Checkpoint:
     state = payload.get("state_dict")
     if not isinstance(state, dict):
         raise FormatError(f"checkpoint {path}: field 'state_dict' is not a dict of tensors")
-    _check_against(state, _template(config), path, "field 'state_dict'")
+    check_state(
+        state, _template(config), f"checkpoint {path}: field 'state_dict' does not match the model"
+    )
     return Checkpoint(state, config, payload["provenance"], payload.get("extra", {}))
 
 

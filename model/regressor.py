@@ -106,6 +106,6 @@ def load_spin_regressor(regressor: Regressor, path: Path) -> list[str]:
     expected = regressor.state_dict()
     head = {key: value for key, value in state.items() if key in expected}
     ignored = sorted(key for key in state if key not in expected)
-    check_state(path, head, expected, "SPIN regressor head")
+    check_state(head, expected, f"{path}: does not match the SPIN regressor head")
     regressor.load_state_dict(head, strict=True)
     return ignored

@@ -51,8 +51,8 @@ def test_bad_keys_are_all_listed(spin_path: Path, tmp_path: Path) -> None:
         load_spin_backbone(bad)
     message = str(error.value)
     assert "bare_state.pt" in message
-    assert "missing: layer2.1.conv2.weight" in message
-    assert "unexpected: layer5.0.conv1.weight" in message
+    assert "missing keys: layer2.1.conv2.weight" in message
+    assert "unexpected keys: layer5.0.conv1.weight" in message
     assert "bn1.running_mean (32,) != (64,)" in message
 
 

@@ -76,7 +76,7 @@ def test_incomplete_head_is_refused(base_data: Path, tmp_path: Path) -> None:
     path = tmp_path / "spin_broken.pth.tar"
     torch.save(spin, path)
     with pytest.raises(
-        FormatError, match=r"spin_broken.*missing: decpose\.bias.*fc2\.weight \(10, 10\)"
+        FormatError, match=r"spin_broken.*missing keys: decpose\.bias.*fc2\.weight \(10, 10\)"
     ):
         load_spin_regressor(Regressor(base_data / "smpl_mean_params.npz"), path)
 
