@@ -244,12 +244,22 @@ def test_interrupted_save_keeps_the_previous_file(
     assert load_checkpoint(path).provenance == {"run": 1}
 
 
-def test_our_checkpoint_with_unknown_config_key(small_model: TCMR, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("section", "key", "message"),
+    [
+        ("config", "hidden", r"ck\.pt.*'config'.*hidden"),
+        ("state_dict", "encoder.linear_cur.bias", r"encoder\.linear_cur\.bias int != \(2048,\)"),
+    ],
+    ids=["unknown config key", "non-tensor weight"],
+)
+def test_damaged_checkpoint_names_the_field(
+    small_model: TCMR, tmp_path: Path, section: str, key: str, message: str
+) -> None:
     path = save_checkpoint(tmp_path / "ck.pt", small_model, SMALL, {})
     payload = torch.load(path, weights_only=True)
-    payload["config"]["hidden"] = 3
+    payload[section][key] = 3
     torch.save(payload, path)
-    with pytest.raises(FormatError, match=r"ck\.pt.*'config'.*hidden"):
+    with pytest.raises(FormatError, match=message):
         load_checkpoint(path)
 
 
@@ -260,12 +270,3 @@ def test_legacy_torch_format_with_numpy_scalars_loads(small_model: TCMR, tmp_pat
     payload["provenance"] = {"performance": np.float64(52.7)}
     torch.save(payload, path, _use_new_zipfile_serialization=False)
     assert load_checkpoint(path).provenance["performance"] == pytest.approx(52.7)
-
-
-def test_non_tensor_weight_is_named(small_model: TCMR, tmp_path: Path) -> None:
-    path = save_checkpoint(tmp_path / "ck.pt", small_model, SMALL, {})
-    payload = torch.load(path, weights_only=True)
-    payload["state_dict"]["encoder.linear_cur.bias"] = 3
-    torch.save(payload, path)
-    with pytest.raises(FormatError, match=r"encoder\.linear_cur\.bias int != \(2048,\)"):
-        load_checkpoint(path)
