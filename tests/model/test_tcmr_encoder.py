@@ -20,10 +20,15 @@ def _window(n: int = 2) -> torch.Tensor:
     return torch.randn(n, 16, SMALL["feature_dim"], generator=torch.Generator().manual_seed(1))
 
 
-def _perturbed(x: torch.Tensor, frame: int) -> torch.Tensor:
-    y = x.clone()
-    y[:, frame] += 1.0
-    return y
+def _responses(encoder: TemporalEncoder, *frames: int) -> list[torch.Tensor]:
+    """Training outputs for the window, then for it with each given frame perturbed."""
+    x = _window()
+    outputs = [encoder(x, is_train=True)]
+    for frame in frames:
+        y = x.clone()
+        y[:, frame] += 1.0
+        outputs.append(encoder(y, is_train=True))
+    return outputs
 
 
 def test_official_parameter_count_and_key_count() -> None:
@@ -37,10 +42,7 @@ def test_official_parameter_count_and_key_count() -> None:
 
 @torch.no_grad()
 def test_current_frame_reaches_neither_forecasting_gru() -> None:
-    encoder = _encoder()
-    x = _window()
-    base = encoder(x, is_train=True)
-    moved = encoder(_perturbed(x, 8), is_train=True)
+    base, moved = _responses(_encoder(), 8)
     torch.testing.assert_close(moved[:, 0], base[:, 0], rtol=0, atol=0)  # past
     torch.testing.assert_close(moved[:, 1], base[:, 1], rtol=0, atol=0)  # future
     assert not torch.allclose(moved[:, 2], base[:, 2])  # integrated sees it via the bi-GRU
@@ -48,28 +50,19 @@ def test_current_frame_reaches_neither_forecasting_gru() -> None:
 
 @torch.no_grad()
 def test_past_sees_frames_before_and_future_frames_after() -> None:
-    encoder = _encoder()
-    x = _window()
-    base = encoder(x, is_train=True)
-    early = encoder(_perturbed(x, 3), is_train=True)
+    base, early, late, nearest_past, nearest_future = _responses(_encoder(), 3, 12, 7, 9)
     torch.testing.assert_close(early[:, 1], base[:, 1], rtol=0, atol=0)
     assert not torch.allclose(early[:, 0], base[:, 0])
-    late = encoder(_perturbed(x, 12), is_train=True)
     torch.testing.assert_close(late[:, 0], base[:, 0], rtol=0, atol=0)
     assert not torch.allclose(late[:, 1], base[:, 1])
-    for frame in (7, 9):  # the last frame each forecasting GRU sees
-        nearest = encoder(_perturbed(x, frame), is_train=True)
-        assert not torch.allclose(
-            nearest[:, 0 if frame == 7 else 1], base[:, 0 if frame == 7 else 1]
-        )
+    # the mid frame's neighbours: the last frame each forecasting GRU sees
+    assert not torch.allclose(nearest_past[:, 0], base[:, 0])
+    assert not torch.allclose(nearest_future[:, 1], base[:, 1])
 
 
 @torch.no_grad()
 def test_forecast_with_current_feeds_the_mid_frame_to_both() -> None:
-    encoder = _encoder(forecast_with_current=True)
-    x = _window()
-    base = encoder(x, is_train=True)
-    moved = encoder(_perturbed(x, 8), is_train=True)
+    base, moved = _responses(_encoder(forecast_with_current=True), 8)
     assert not torch.allclose(moved[:, 0], base[:, 0])
     assert not torch.allclose(moved[:, 1], base[:, 1])
 
