@@ -18,7 +18,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.datasets.records import ImageRef, Quarantine, RecordValue, SequenceRecord
+from pipeline.datasets.records import (
+    ImageRef,
+    Quarantine,
+    RecordValue,
+    SequenceRecord,
+    no_3d_labels,
+)
 from pipeline.datasets.skips import reject_error
 from pipeline.datasets.tfrecord import (
     Feature,
@@ -110,15 +116,12 @@ def _record(path: Path, index: int, offset: int, payload: bytes, split: str) -> 
         images=images,
         frame_index=np.arange(frames, dtype=np.int64),
         joints2d=joints2d.astype(np.float32),
-        joints3d=np.zeros((frames, 49, 4), np.float32),
-        pose=np.zeros((frames, 72), np.float32),
-        shape=np.zeros((frames, 10), np.float32),
-        has_smpl=np.zeros(frames, bool),
         bbox=np.tile(np.array([CROP / 2, CROP / 2, CROP, CROP], np.float32), (frames, 1)),
         valid=np.ones(frames, bool),
         content_hash=hashlib.sha256(payload).hexdigest(),
         crop_scale=1.0,
         already_cropped=True,
+        **no_3d_labels(frames),
     )
 
 

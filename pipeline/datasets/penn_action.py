@@ -26,7 +26,7 @@ import numpy as np
 import scipy.io
 
 from pipeline.bbox import extent_bbox
-from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord
+from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord, no_3d_labels
 from pipeline.datasets.segments import runs
 from pipeline.joints import PENN_ACTION_LABELLINGS, to_spin49
 from storage.errors import FormatError, MissingFileError
@@ -165,14 +165,11 @@ def _video(
             images=[ImageRef(str(p)) for p in images[start:stop]],
             frame_index=np.arange(start, stop, dtype=np.int64),
             joints2d=joints2d[start:stop],
-            joints3d=np.zeros((length, 49, 4), np.float32),
-            pose=np.zeros((length, 72), np.float32),
-            shape=np.zeros((length, 10), np.float32),
-            has_smpl=np.zeros(length, bool),
             bbox=bbox[start:stop],
             valid=np.ones(length, bool),
             content_hash=hash_files([path], extra=f"{start}:{stop}:{asdict(rules)}".encode()),
             crop_scale=rules.crop_scale,
+            **no_3d_labels(length),
         )
         record.check()
         yield record

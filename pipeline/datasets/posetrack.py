@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.bbox import extent_bbox
-from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord
+from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord, no_3d_labels
 from pipeline.datasets.skips import reject
 from pipeline.joints import to_spin49
 from storage.errors import FormatError, MissingFileError
@@ -199,14 +199,11 @@ def _record(
         images=[ImageRef(str(p)) for p in images],
         frame_index=np.asarray(frames, dtype=np.int64),
         joints2d=joints2d.astype(np.float32),
-        joints3d=np.zeros((length, 49, 4), np.float32),
-        pose=np.zeros((length, 72), np.float32),
-        shape=np.zeros((length, 10), np.float32),
-        has_smpl=np.zeros(length, bool),
         bbox=bbox.astype(np.float32),
         valid=np.ones(length, bool),
         content_hash=hash_files([source], extra=f"{salt}:{asdict(rules)}".encode()),
         crop_scale=rules.crop_scale,
+        **no_3d_labels(length),
     )
     record.check()
     return record

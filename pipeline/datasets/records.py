@@ -114,6 +114,20 @@ class SequenceRecord:
         return f"{self.dataset}/{self.split}/{self.name}/person{self.person_id}"
 
 
+def no_3d_labels(length: int) -> dict[str, np.ndarray]:
+    """`joints3d`, `pose`, `shape` and `has_smpl` of a 2D-only sequence: all masked (zero).
+
+    For the `SequenceRecord` fields of datasets that label no 3D joints and no SMPL
+    (InstaVariety, Penn Action, PoseTrack).
+    """
+    return {
+        "joints3d": np.zeros((length, 49, 4), np.float32),
+        "pose": np.zeros((length, 72), np.float32),
+        "shape": np.zeros((length, 10), np.float32),
+        "has_smpl": np.zeros(length, bool),
+    }
+
+
 @dataclass(frozen=True)
 class Skip:
     """A sequence, person or frame range a reader left out, and why."""
