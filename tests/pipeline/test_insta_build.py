@@ -39,6 +39,13 @@ def _dataset(root: Path, seed: int) -> list[bytes]:
     return images
 
 
+def _request(tmp_path: Path, checkpoint: Path, seed: int, store: str) -> BuildRequest:
+    """A build of `insta/train` from a fresh `_dataset(seed)` into `tmp_path/store`."""
+    root = tmp_path / "insta_variety"
+    _dataset(root, seed)
+    return BuildRequest("insta", "train", root, str(tmp_path / store), checkpoint)
+
+
 def _features(store: Path) -> np.ndarray:
     group = open_store(str(store), GROUP)
     return group.read("features", 0, len(group))
@@ -47,13 +54,15 @@ def _features(store: Path) -> np.ndarray:
 def test_staged_build_equals_in_memory_extraction_bit_for_bit(
     tmp_path: Path, checkpoint: Path
 ) -> None:
-    root = tmp_path / "insta_variety"
-    _dataset(root, seed=3)
-    request = BuildRequest("insta", "train", root, str(tmp_path / "staged"), checkpoint)
+    request = _request(tmp_path, checkpoint, seed=3, store="staged")
 
     result = build_dataset(request, shard_frames=2)  # two shards, each re-reading the file
     extract_to_store(
-        read_insta(root, "train"), str(tmp_path / "direct"), GROUP, checkpoint, progress=False
+        read_insta(request.root, "train"),
+        str(tmp_path / "direct"),
+        GROUP,
+        checkpoint,
+        progress=False,
     )
 
     assert (result.status, result.extracted, result.frames) == ("built", 2, 3)
@@ -69,12 +78,10 @@ def test_staged_build_equals_in_memory_extraction_bit_for_bit(
 def test_a_tfrecord_changed_after_staging_fails_its_shard_naming_the_file(
     tmp_path: Path, checkpoint: Path
 ) -> None:
-    root = tmp_path / "insta_variety"
-    _dataset(root, seed=4)
-    request = BuildRequest("insta", "train", root, str(tmp_path / "store"), checkpoint)
+    request = _request(tmp_path, checkpoint, seed=4, store="store")
     plan = plan_build(request)
-    path = root / "train" / FILE
-    images = _dataset(root, seed=5)  # same names and frame counts, other JPEGs
+    path = request.root / "train" / FILE
+    images = _dataset(request.root, seed=5)  # same names and frame counts, other JPEGs
     os.utime(path, ns=(1, 1))  # the source digest reads sizes and mtimes
 
     with pytest.raises(SourceChangedError, match=rf"{re.escape(FILE)}: record at byte 0 changed"):
