@@ -9,6 +9,7 @@ import pytest
 
 from model.smpl import SMPL
 from pipeline.sample import write_sample
+from pipeline.sample.base_data import write_base_data
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +29,11 @@ def sample_body(sample_dir: Path, sample_truth: dict[str, Any]) -> SMPL:
     from pipeline.datasets.pw3d import load_body
 
     return load_body(sample_dir / "base_data")
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SPIN `model_checkpoint` from the base-data writer alone (no need for the whole sample)."""
+    folder = tmp_path_factory.mktemp("base_data")
+    write_base_data(folder, seed=0)
+    return folder / "spin_model_checkpoint.pth.tar"

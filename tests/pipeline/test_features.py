@@ -29,19 +29,11 @@ from pipeline.features import (
     sequence_crops,
 )
 from pipeline.occlusion import frame_rng, occlude, procedural_occluders
-from pipeline.sample.base_data import write_base_data
 from storage.backend import location
 from storage.reader import open_store
 from storage.writer import read_pointer
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("base_data")
-    write_base_data(folder, seed=0)
-    return folder / "spin_model_checkpoint.pth.tar"
 
 
 def make_record(name: str, images: list[ImageRef], size: tuple[int, int]) -> SequenceRecord:

@@ -15,20 +15,12 @@ from pipeline.crop import FrameSources
 from pipeline.datasets.insta import read_insta
 from pipeline.datasets.tfrecord import SourceChangedError
 from pipeline.features import extract_to_store
-from pipeline.sample.base_data import write_base_data
 from storage.backend import location
 from storage.reader import open_store
 from storage.writer import read_pointer
 
 GROUP = "insta/train/clean"
 FILE = "insta_variety_00_copy00_hmr_noS5.ckpt-642561.tfrecord"
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("base_data")
-    write_base_data(folder, seed=0)
-    return folder / "spin_model_checkpoint.pth.tar"
 
 
 def _dataset(root: Path, seed: int) -> list[bytes]:
