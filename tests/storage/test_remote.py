@@ -1,64 +1,14 @@
-"""The same API against a real S3-compatible server (moto) on loopback."""
+"""The same API against a real S3-compatible server (moto) on loopback (`s3_options`)."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from urllib.request import urlopen
-
 import numpy as np
-import pytest
 from store_samples import make_sequence
 
 from storage.maintenance import compact
 from storage.provenance import Provenance
 from storage.reader import content_hashes, open_store, store_groups
 from storage.writer import StoreWriter
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3_options() -> Iterator[dict]:
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                urlopen(endpoint, timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        options = {
-            "key": "testing",
-            "secret": "testing",
-            "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
-        }
-        import boto3
-
-        boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-        ).create_bucket(Bucket="tcmr-stores")
-        yield options
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def test_write_read_refresh_compact_on_s3(s3_options: dict) -> None:
