@@ -7,10 +7,12 @@ config file (`TCMR_CONFIG`, else `./tcmr.toml` when present), then the defaults 
 from __future__ import annotations
 
 import os
+import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -18,7 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from storage.errors import MissingFileError
+from storage.errors import FormatError, MissingFileError
 
 # Where each licensed base-data file comes from, for error messages.
 BASE_DATA_ORIGINS: dict[str, str] = {
@@ -86,12 +88,41 @@ class Settings(BaseSettings):
         return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _load(**overrides: Any) -> Settings:
+    """Settings(**overrides), with a bad config file or value named instead of a pydantic dump.
+
+    The TOML file is checked for unknown keys too: `extra="ignore"` must stay for the
+    environment (other TCMR_* variables), but a misspelt key in the file would otherwise
+    be dropped silently and its default used.
+    """
+    path = config_file()
+    try:
+        found = tomllib.loads(path.read_text()) if path.is_file() else {}
+        settings = Settings(**overrides)
+    except tomllib.TOMLDecodeError as error:
+        raise FormatError(f"{path}: not valid TOML ({error})") from error
+    except ValidationError as error:
+        problems = "; ".join(
+            f"`{e['loc'][0]}` ({path} or TCMR_{str(e['loc'][0]).upper()}): {e['msg']}, "
+            f"got {e['input']!r}"
+            for e in error.errors()
+        )
+        raise FormatError(f"invalid settings: {problems}") from error
+    unknown = sorted(set(found) - set(Settings.model_fields))
+    if unknown:
+        raise FormatError(
+            f"{path}: unknown setting(s) {', '.join(unknown)}; "
+            f"known: {', '.join(Settings.model_fields)}"
+        )
+    return settings
+
+
 @lru_cache(maxsize=1)
 def _cached() -> Settings:
-    return Settings()
+    return _load()
 
 
 def get_settings(**overrides: Any) -> Settings:
     """The settings in force; overrides (e.g. from CLI options) win over every source."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    return Settings(**overrides) if overrides else _cached()
+    return _load(**overrides) if overrides else _cached()

@@ -28,3 +28,20 @@ def test_settings_reports_missing_base_data(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert f"base_data: {tmp_path}" in result.stdout
     assert "missing J_regressor_h36m.npy" in result.stdout
+
+
+def test_settings_file_mistakes_name_the_file_and_key(tmp_path: Path) -> None:
+    config = tmp_path / "tcmr.toml"
+    env = {"TCMR_CONFIG": str(config)}
+    cases = {
+        'stroe = "/x"\n': f"error: {config}: unknown setting(s) stroe; known: base_data",
+        "device = 3\n": f"error: invalid settings: `device` ({config} or TCMR_DEVICE): Input "
+        "should be a valid string, got 3",
+        "store = \n": f"error: {config}: not valid TOML (Invalid value (at line 1, column 9))",
+    }
+    for text, expected in cases.items():
+        config.write_text(text)
+        result = run_tcmr("settings", env=env)
+        assert result.returncode == 2
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert result.stderr.startswith(expected), result.stderr
