@@ -9,6 +9,7 @@ weights (the official code loads with `strict=False`).
 from __future__ import annotations
 
 import logging
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -81,6 +82,21 @@ class ResNet50Backbone(nn.Module):
         return x.mean(dim=(2, 3))
 
 
+def framing_problem(path: Path) -> str | None:
+    """Why `path` cannot be a `torch.save` file at all (a zip archive, or a legacy pickle).
+
+    torch's own errors for a text file or a cut-off download ("101", "Invalid argument")
+    do not say so; this tells the user what the file is instead.
+    """
+    with Path(path).open("rb") as handle:
+        head = handle.read(4)
+    if head.startswith(b"PK"):
+        return None if zipfile.is_zipfile(path) else "a truncated zip archive (cut-off copy?)"
+    if head.startswith(b"\x80"):
+        return None
+    return f"neither a zip archive nor a pickle (it starts with {head!r})"
+
+
 def read_spin_state(path: Path) -> dict[str, Tensor]:
     """The state_dict in a SPIN checkpoint (its `'model'` entry) or a bare state_dict."""
     path = Path(path)
@@ -89,7 +105,8 @@ def read_spin_state(path: Path) -> dict[str, Tensor]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise FormatError(f"{path}: not a readable torch checkpoint ({error})") from error
+        detail = framing_problem(path) or error
+        raise FormatError(f"{path}: not a readable torch checkpoint ({detail})") from error
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, Mapping) else None
     if not isinstance(state, Mapping) or not all(
         isinstance(value, Tensor) for value in state.values()

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from model.backbone import check_state
+from model.backbone import check_state, framing_problem
 from model.config import ModelConfig
 from model.smpl import SMPL
 from model.tcmr import TCMR
@@ -47,6 +47,11 @@ def _torch_load(path: Path) -> Any:
         with torch.serialization.safe_globals(_NUMPY_SCALAR_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError or EOFError here
+        framing = framing_problem(path)
+        if framing:
+            raise FormatError(
+                f"checkpoint {path} is not a PyTorch checkpoint: {framing}"
+            ) from error
         refused = re.search(r"GLOBAL ([\w.]+)", str(error))
         detail = (
             f"it pickles {refused.group(1)}, which is never loaded (it could run code)"

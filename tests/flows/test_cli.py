@@ -7,6 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
+from model.backbone import read_spin_state
+from model.checkpoint import import_official_tcmr
+from storage.errors import FormatError
+
 TCMR = [sys.executable, "-c", "from flows.cli import main; main()"]
 
 
@@ -28,6 +35,23 @@ def test_settings_reports_missing_base_data(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert f"base_data: {tmp_path}" in result.stdout
     assert "missing J_regressor_h36m.npy" in result.stdout
+
+
+def test_not_a_checkpoint_says_what_the_file_is(tmp_path: Path) -> None:
+    text, cut = tmp_path / "notes.pt", tmp_path / "cut.pt"
+    text.write_text("hello\n")
+    torch.save({"model": torch.zeros(64)}, tmp_path / "whole.pt")
+    cut.write_bytes((tmp_path / "whole.pt").read_bytes()[:300])
+    with pytest.raises(FormatError) as caught:
+        import_official_tcmr(text)
+    assert str(caught.value) == (
+        f"checkpoint {text} is not a PyTorch checkpoint: neither a zip archive nor a pickle "
+        "(it starts with b'hell')"
+    )
+    with pytest.raises(FormatError, match="a truncated zip archive"):
+        import_official_tcmr(cut)
+    with pytest.raises(FormatError, match=f"{cut}: not a readable torch checkpoint .a truncated"):
+        read_spin_state(cut)
 
 
 def test_settings_file_mistakes_name_the_file_and_key(tmp_path: Path) -> None:
