@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 import typer
@@ -28,7 +29,9 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 app = typer.Typer(
     name="tcmr",
-    help="TCMR pipeline: datasets -> Zarr feature stores -> training, evaluation, inference.",
+    help="TCMR pipeline: datasets -> Zarr feature stores -> training, evaluation, inference. "
+    "A mistake in the input is one line naming the file and the field (TCMR_DEBUG=1 shows "
+    "the traceback).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -37,7 +40,7 @@ app = typer.Typer(
 
 @app.callback()
 def root() -> None:
-    """TCMR pipeline: datasets -> Zarr feature stores -> training, evaluation, inference."""
+    """The top-level options (only --help); each subcommand has its own."""
 
 
 @app.command("settings")
@@ -60,14 +63,43 @@ for _module in COMMAND_MODULES:
     importlib.import_module(f"flows.commands.{_module}").register(app)
 
 
-def main() -> None:
-    """Entry point: user errors (a missing file, a bad field) print one clear line, exit 2."""
+DEBUG_VARIABLE = "TCMR_DEBUG"
+"""Set to 1 to get the full traceback of a user error instead of its one paragraph."""
+
+
+def _user_error(error: BaseException) -> str | None:
+    """One paragraph for an error the user caused, or None for a bug (shown in full)."""
+    from pydantic import ValidationError
+
+    if isinstance(error, TcmrError):
+        return str(error)
+    if isinstance(error, ValidationError):
+        fields = "; ".join(
+            f"field `{'.'.join(map(str, e['loc']))}`: {e['msg']} (got {e['input']!r})"
+            for e in error.errors()
+        )
+        return f"invalid {error.title}: {fields}"
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror or error}"
+    return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: a user error (a missing file, a bad field) prints one paragraph, exit 2.
+
+    Ctrl-C exits with 130 and no traceback (typer's handling); every writer publishes
+    atomically, so an interrupted command leaves the previous version readable.
+    """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # Every API call of Prefect's client is an httpx INFO line: noise, not progress.
     for chatty in ("httpx", "httpcore"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    debug = os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     try:
-        app()
-    except TcmrError as error:
-        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        app(args=argv)
+    except Exception as error:
+        message = _user_error(error)
+        if message is None or debug:
+            raise
+        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
         sys.exit(2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from flows.cli import DEBUG_VARIABLE, main
 from model.backbone import read_spin_state
 from model.checkpoint import import_official_tcmr
 from storage.errors import FormatError
@@ -21,6 +23,14 @@ def run_tcmr(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     return subprocess.run(
         [*TCMR, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}
     )
+
+
+def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """Exit code and stderr of `tcmr ARGV` in this process, the error box's frame removed."""
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    err = capsys.readouterr().err
+    return int(exited.value.code or 0), " ".join(re.sub(r"[│╭╮╰╯─]", " ", err).split())
 
 
 def test_help_lists_every_subcommand_with_one_line() -> None:
@@ -52,6 +62,19 @@ def test_not_a_checkpoint_says_what_the_file_is(tmp_path: Path) -> None:
         import_official_tcmr(cut)
     with pytest.raises(FormatError, match=f"{cut}: not a readable torch checkpoint .a truncated"):
         read_spin_state(cut)
+
+
+def test_os_error_is_one_line_unless_debugging(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "afile").write_text("mine\n")
+    inside_a_file = str(tmp_path / "afile" / "sample")
+    code, err = run_main(["sample-data", inside_a_file], capsys)
+    assert code == 2
+    assert err == f"error: {inside_a_file}: Not a directory"
+    monkeypatch.setenv(DEBUG_VARIABLE, "1")
+    with pytest.raises(NotADirectoryError):
+        main(["sample-data", inside_a_file])
 
 
 def test_settings_file_mistakes_name_the_file_and_key(tmp_path: Path) -> None:
