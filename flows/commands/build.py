@@ -7,18 +7,33 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from flows.commands.options import Device, Store, store_root, torch_device
+
 if TYPE_CHECKING:
     from flows.parameters import DatasetSpec, FeatureRecipe
 
 
-DataRoot = Annotated[Path, typer.Option(help="Folder of release layouts.")]
-Store = Annotated[str | None, typer.Option(help="Store root; default: the `store` setting.")]
-BaseData = Annotated[Path | None, typer.Option(help="Base data; default: sample's or setting.")]
-VocRoot = Annotated[Path | None, typer.Option(help="PASCAL VOC 2012 root for occluders.")]
-Seed = Annotated[int, typer.Option(help="Occlusion seed.")]
-Checkpoint = Annotated[Path | None, typer.Option(help="SPIN checkpoint.")]
-Device = Annotated[str, typer.Option(help="auto, cpu or a torch device.")]
-BatchSize = Annotated[int, typer.Option(help="Backbone batch size.")]
+DataRoot = Annotated[
+    Path,
+    typer.Option(help="Folder holding each dataset's release layout (3DPW/, pennaction/ ...)."),
+]
+BaseData = Annotated[
+    Path | None,
+    typer.Option(
+        help="Base-data folder; default: DATA_ROOT/base_data when present (the sample's), "
+        "else the `base_data` setting (TCMR_BASE_DATA)."
+    ),
+]
+VocRoot = Annotated[
+    Path | None,
+    typer.Option(help="PASCAL VOC 2012 root for occluders; default: procedural occluders."),
+]
+Seed = Annotated[int, typer.Option(help="Seed of the occlusion augmentation.")]
+Checkpoint = Annotated[
+    Path | None,
+    typer.Option(help="SPIN checkpoint; default: spin_model_checkpoint.pth.tar in the base data."),
+]
+BatchSize = Annotated[int, typer.Option(min=1, help="Crops per backbone batch.")]
 Workers = Annotated[int, typer.Option(min=1, help="Threads extracting shards in parallel.")]
 ShardFrames = Annotated[
     int | None, typer.Option(min=1, help="Frames per extraction shard; default: a store shard.")
@@ -31,19 +46,21 @@ def _recipe(
     seed: int,
     crop_scale: float | None,
     checkpoint: Path | None,
-    device: str,
+    device: str | None,
     batch_size: int,
 ) -> FeatureRecipe:
     """The feature recipe of both commands' shared options (the flows take it whole)."""
     from flows.parameters import FeatureRecipe
 
+    if crop_scale is not None and crop_scale <= 0:
+        raise typer.BadParameter(f"must be positive, got {crop_scale}", param_hint="--crop-scale")
     return FeatureRecipe(
         occlusion=occlusion,
         voc_root=voc_root,
         occlusion_seed=seed,
         crop_scale=crop_scale,
         checkpoint=checkpoint,
-        device=device,
+        device=torch_device(device),
         batch_size=batch_size,
     )
 
@@ -51,7 +68,7 @@ def _recipe(
 def _run(
     specs: list[DatasetSpec],
     data_root: Path,
-    store: str | None,
+    store: str,
     base_data: Path | None,
     recipe: FeatureRecipe,
     workers: int,
@@ -84,31 +101,43 @@ def register(app: typer.Typer) -> None:
     @app.command("build-features")
     def build_features(
         datasets: list[str] = typer.Argument(
-            ..., help="3dpw, mpii3d, h36m, insta, pennaction, posetrack."
+            ..., help="3dpw, mpii3d, h36m, insta, pennaction, posetrack (one or more)."
         ),
         split: list[str] = typer.Option(["train"], help="Split(s) to build (repeatable)."),
         data_root: DataRoot = Path("data/sample"),
-        root: Path | None = typer.Option(None, help="Root of a single dataset (overrides)."),
+        root: Path | None = typer.Option(
+            None, help="Release layout of the one dataset given; default: under DATA_ROOT."
+        ),
         store: Store = None,
         base_data: BaseData = None,
         occlusion: bool = typer.Option(False, help="Occlusion augmentation on the crops."),
         voc_root: VocRoot = None,
         seed: Seed = 0,
-        crop_scale: float | None = typer.Option(None, help="Crop scale (own variant)."),
+        crop_scale: float | None = typer.Option(
+            None, help="Crop scale (its own store variant); default: each dataset's official one."
+        ),
         checkpoint: Checkpoint = None,
-        device: Device = "auto",
+        device: Device = None,
         batch_size: BatchSize = 32,
         workers: Workers = 1,
         shard_frames: ShardFrames = None,
     ) -> None:
         """Build feature store groups; unchanged sources are skipped without parsing."""
         from flows.parameters import DatasetSpec
+        from pipeline.build import READERS
 
+        unknown = sorted(set(datasets) - set(READERS))
+        if unknown:
+            raise typer.BadParameter(
+                f"unknown dataset(s) {', '.join(unknown)}; known: {', '.join(READERS)}",
+                param_hint="DATASETS",
+            )
         if root is not None and len(datasets) != 1:
             raise typer.BadParameter("--root names one dataset's folder; give one dataset")
+        root_of_store = store_root(store)
         specs = [DatasetSpec(dataset=d, splits=split, root=root) for d in datasets]
         recipe = _recipe(occlusion, voc_root, seed, crop_scale, checkpoint, device, batch_size)
-        _run(specs, data_root, store, base_data, recipe, workers, shard_frames)
+        _run(specs, data_root, root_of_store, base_data, recipe, workers, shard_frames)
 
     @app.command("refresh")
     def refresh(
@@ -118,18 +147,19 @@ def register(app: typer.Typer) -> None:
         occlusion: bool = typer.Option(False, help="Refresh the occlusion variant."),
         voc_root: VocRoot = None,
         seed: Seed = 0,
-        crop_scale: float | None = typer.Option(None, help="Crop scale of the variant."),
+        crop_scale: float | None = typer.Option(
+            None, help="Crop scale of the variant; default: each dataset's official one."
+        ),
         checkpoint: Checkpoint = None,
-        device: Device = "auto",
+        device: Device = None,
         batch_size: BatchSize = 32,
         workers: Workers = 1,
         shard_frames: ShardFrames = None,
     ) -> None:
         """Update every store group of a variant: new or changed sequences in, removed out."""
         from flows.parameters import stored_datasets
-        from storage.settings import get_settings
 
-        store = store or get_settings().store
+        store = store_root(store)
         recipe = _recipe(occlusion, voc_root, seed, crop_scale, checkpoint, device, batch_size)
         specs = stored_datasets(store, recipe.variant)
         if not specs:

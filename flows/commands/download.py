@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from flows.commands.options import output_folder
+
 
 def register(app: typer.Typer) -> None:
     """Add `download` and `download-template` to the `tcmr` app."""
@@ -15,7 +17,9 @@ def register(app: typer.Typer) -> None:
         dataset: str = typer.Argument(
             ..., help="3dpw, mpii3d, h36m, insta, pennaction, posetrack, base_data or preprocessed."
         ),
-        root: Path = typer.Argument(..., help="Dataset root the release layout is written under."),
+        root: Path = typer.Argument(
+            ..., callback=output_folder, help="Dataset root the release layout is written under."
+        ),
         sources: Path = typer.Option(
             Path("sources.toml"), help="Links file (TOML; see `tcmr download-template`)."
         ),

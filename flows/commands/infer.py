@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+from flows.commands.options import Device, output_folder, torch_device
+from storage.layout import SEQLEN
+
 
 def register(app: typer.Typer) -> None:
     """Add the `infer` command to the `tcmr` app."""
@@ -16,7 +19,12 @@ def register(app: typer.Typer) -> None:
         checkpoint: Path = typer.Option(
             ..., "--checkpoint", help="An official TCMR checkpoint (gen_state_dict) or ours."
         ),
-        out: Path = typer.Option(..., "--out", help="Output folder (replaced when complete)."),
+        out: Path = typer.Option(
+            ...,
+            "--out",
+            callback=output_folder,
+            help="Output folder, new or of an earlier `tcmr infer` (replaced when complete).",
+        ),
         tracks: Path | None = typer.Option(
             None,
             "--tracks",
@@ -25,15 +33,13 @@ def register(app: typer.Typer) -> None:
             "a 'bbox' x,y,w,h; 0-based frames). Without it a built-in background-subtraction "
             "detector and IoU tracker are used.",
         ),
-        device: str | None = typer.Option(
-            None, "--device", help="cpu, cuda, cuda:1 ... (default: the TCMR_DEVICE setting)."
-        ),
-        smooth: bool = typer.Option(False, "--smooth", help="One-Euro smoothing of the output."),
+        device: Device = None,
+        smooth: bool = typer.Option(False, help="One-Euro smoothing of the output."),
         min_track_len: int = typer.Option(
-            25, "--min-track-len", help="Tracks with fewer frames are dropped (demo: 25)."
+            25, min=SEQLEN, help="Tracks with fewer frames are dropped (the official demo: 25)."
         ),
         batch_size: int = typer.Option(
-            64, "--batch-size", help="Crops per backbone batch and windows per TCMR batch."
+            64, min=1, help="Crops per backbone batch and windows per TCMR batch."
         ),
     ) -> None:
         """Track people, run TCMR and write tcmr_output.pkl/.npz, an overlay video and timings."""
@@ -44,7 +50,7 @@ def register(app: typer.Typer) -> None:
             checkpoint,
             out,
             tracks_file=tracks,
-            device=device,
+            device=torch_device(device),
             smooth=smooth,
             min_track_len=min_track_len,
             batch_size=batch_size,

@@ -6,13 +6,17 @@ from pathlib import Path
 
 import typer
 
+from flows.commands.options import output_folder
+
 
 def register(app: typer.Typer) -> None:
     """Add `sample-data` to the `tcmr` app."""
 
     @app.command("sample-data")
     def sample_data_command(
-        out: Path = typer.Argument(..., help="Folder to write the sample into (created)."),
+        out: Path = typer.Argument(
+            ..., callback=output_folder, help="Folder to write the sample into (created)."
+        ),
         seed: int = typer.Option(0, help="Seed of the synthetic body, motions and values."),
     ) -> None:
         """Write every dataset in its release format, plus base data, under OUT."""

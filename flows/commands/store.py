@@ -6,11 +6,7 @@ from pathlib import Path
 
 import typer
 
-
-def _root(store: str | None) -> str:
-    from storage.settings import get_settings
-
-    return store or get_settings().store
+from flows.commands.options import Store, store_root
 
 
 def register(app: typer.Typer) -> None:
@@ -25,9 +21,7 @@ def register(app: typer.Typer) -> None:
         ),
         split: str = typer.Option(..., help="train, val or test."),
         variant: str = typer.Option("base", help="Store variant name, e.g. occ or tight."),
-        store: str | None = typer.Option(
-            None, help="Store root (path or URL); default TCMR_STORE."
-        ),
+        store: Store = None,
         crop_scale: float | None = typer.Option(
             None, help="Feature crop scale of the file (default: the released dbs' scale)."
         ),
@@ -41,24 +35,27 @@ def register(app: typer.Typer) -> None:
         from storage.importdb import import_db
 
         group = f"{dataset}/{split}/{variant}"
+        root = store_root(store)
         plan = import_db(
-            file, dataset, split, _root(store), group, crop_scale, features_dtype=features_dtype
+            file, dataset, split, root, group, crop_scale, features_dtype=features_dtype
         )
         typer.echo(
-            f"{_root(store)}/{group}: {len(plan.add)} added, {len(plan.replace)} replaced, "
+            f"{root}/{group}: {len(plan.add)} added, {len(plan.replace)} replaced, "
             f"{len(plan.drop)} dropped, {len(plan.unchanged)} unchanged sequences"
         )
 
     @store_app.command("info")
     def info(
-        store: str | None = typer.Argument(None, help="Store root; default TCMR_STORE."),
-        group: str | None = typer.Argument(None, help="e.g. 3dpw/test/base; default: all."),
+        group: str | None = typer.Argument(
+            None, help="Store group, e.g. 3dpw/test/clean; default: every group of the store."
+        ),
+        store: Store = None,
     ) -> None:
         """Shape, sequences, windows and provenance of one store group (or all of them)."""
         from storage.reader import open_store, store_groups
         from storage.writer import WINDOW_PROTOCOLS
 
-        root = _root(store)
+        root = store_root(store)
         groups = [group] if group else store_groups(root)
         if not groups:
             typer.echo(f"no stores under {root}")
@@ -76,13 +73,13 @@ def register(app: typer.Typer) -> None:
 
     @store_app.command("compact")
     def compact_command(
-        group: str = typer.Argument(..., help="e.g. 3dpw/test/base"),
-        store: str | None = typer.Option(None, help="Store root; default TCMR_STORE."),
+        group: str = typer.Argument(..., help="Store group, e.g. 3dpw/test/clean."),
+        store: Store = None,
     ) -> None:
         """Rewrite a store group densely and delete data no commit references."""
         from storage.maintenance import compact
 
-        compacted = compact(_root(store), group)
+        compacted = compact(store_root(store), group)
         typer.echo(f"{group}: {len(compacted)} frames in {len(compacted.segments)} segment")
 
     app.add_typer(store_app, name="store")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from flows.commands.options import Device, Store, output_folder, store_root, torch_device
+
 
 def register(app: typer.Typer) -> None:
     """Add the training and evaluation commands to the `tcmr` app."""
@@ -13,17 +15,22 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_command(
         config: Path = typer.Option(..., help="A training config, e.g. configs/table4_3dpw.toml."),
-        out: Path = typer.Option(Path("runs/train"), help="Folder for checkpoints and logs."),
-        resume: Path | None = typer.Option(None, help="Continue exactly from this last.pt."),
-        device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 (default: settings)."),
-        max_steps: int | None = typer.Option(None, help="Stop after this many steps in all."),
+        out: Path = typer.Option(
+            Path("runs/train"), callback=output_folder, help="Folder for checkpoints and logs."
+        ),
+        resume: Path | None = typer.Option(
+            None, help="Continue exactly from this last.pt; default: start afresh."
+        ),
+        device: Device = None,
+        max_steps: int | None = typer.Option(
+            None, min=1, help="Stop after this many steps in all; default: the config's epochs."
+        ),
     ) -> None:
         """Train TCMR from the stores with the recipe and datasets the config spells out."""
         from model.train import load_train_config, train
 
-        result = train(
-            load_train_config(config), out, resume=resume, device=device, max_steps=max_steps
-        )
+        loaded = load_train_config(config)
+        result = train(loaded, out, resume=resume, device=torch_device(device), max_steps=max_steps)
         typer.echo(
             f"{result.steps} steps, {result.epochs_done} epochs; best validation PA-MPJPE "
             f"{result.best_pa_mpjpe:.2f} mm; last {result.last_checkpoint}, "
@@ -33,10 +40,12 @@ def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate_command(
         checkpoint: Path = typer.Option(..., help="Our checkpoint or an official tcmr_*.pth.tar."),
-        store: str | None = typer.Option(
-            None, help="Store root (path or URL); default TCMR_STORE."
+        store: Store = None,
+        group: str = typer.Option(
+            "3dpw/test/base",
+            help="Evaluation store group (`import-db` writes variant base, `build-features` "
+            "clean).",
         ),
-        group: str = typer.Option("3dpw/test/base", help="Evaluation store group."),
         dataset: str | None = typer.Option(
             None, help="3dpw, h36m or mpii3d (joint rule); default: the group's first part."
         ),
@@ -47,11 +56,15 @@ def register(app: typer.Typer) -> None:
             "of its own window, errors over the frames concatenated across sequences, plus "
             "accel (predicted acceleration magnitude).",
         ),
-        batch_size: int = typer.Option(256, help="Windows per forward pass."),
-        filter_name: str = typer.Option("none", "--filter", help="none, slerp or one-euro."),
-        out: Path = typer.Option(..., help="Folder for metrics.json, sequences.csv, plots."),
-        device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 (default: settings)."),
-        workers: int = typer.Option(0, help="DataLoader worker processes."),
+        batch_size: int = typer.Option(256, min=1, help="Windows per forward pass."),
+        filter_name: str = typer.Option(
+            "none", "--filter", help="Output smoothing: none, slerp or one-euro."
+        ),
+        out: Path = typer.Option(
+            ..., callback=output_folder, help="Folder for metrics.json, sequences.csv, plots."
+        ),
+        device: Device = None,
+        workers: int = typer.Option(0, min=0, help="DataLoader worker processes (0: in-process)."),
         plot_sequence: str | None = typer.Option(None, help="Sequence to plot (default: longest)."),
     ) -> None:
         """Evaluate with the exact TCMR protocol (or VIBE's) and write the reports."""
@@ -61,7 +74,7 @@ def register(app: typer.Typer) -> None:
         settings = get_settings()
         result = evaluate(
             checkpoint,
-            store or settings.store,
+            store_root(store),
             group,
             out,
             protocol=protocol,
@@ -69,7 +82,7 @@ def register(app: typer.Typer) -> None:
             batch_size=batch_size,
             filter_name=filter_name,
             settings=settings,
-            device=device,
+            device=torch_device(device),
             num_workers=workers,
             plot_sequence=plot_sequence,
         )
@@ -83,7 +96,9 @@ def register(app: typer.Typer) -> None:
         runs: list[Path] = typer.Argument(..., help="Output folders of `tcmr evaluate`."),
         sequence: str = typer.Option(..., help="Sequence name as in sequences.csv."),
         out: Path = typer.Option(Path("accel_compare.png"), help="PNG to write."),
-        label: list[str] | None = typer.Option(None, help="One label per run (repeatable)."),
+        label: list[str] | None = typer.Option(
+            None, help="One label per run (repeatable); default: the run folders' names."
+        ),
     ) -> None:
         """Per-frame acceleration error of several runs along one sequence, in one plot."""
         from model.evaluate import compare_runs

@@ -1,22 +1,28 @@
-"""The `tcmr` command: help lists subcommands, user errors are one clear line."""
+"""The `tcmr` command: help lists subcommands, options are documented and named alike, the
+README's command lines parse, and user mistakes are one paragraph naming the file or option."""
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+import typer
 
-from flows.cli import DEBUG_VARIABLE, main
+from flows.cli import DEBUG_VARIABLE, app, main
 from model.backbone import read_spin_state
 from model.checkpoint import import_official_tcmr
 from storage.errors import FormatError
 
 TCMR = [sys.executable, "-c", "from flows.cli import main; main()"]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_tcmr(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -33,6 +39,15 @@ def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
     return int(exited.value.code or 0), " ".join(re.sub(r"[│╭╮╰╯─]", " ", err).split())
 
 
+def commands(group: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(name, command) of every leaf command; typer vendors its own click, hence Any."""
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):
+            yield from commands(command, f"{prefix}{name} ")
+        else:
+            yield f"{prefix}{name}", command
+
+
 def test_help_lists_every_subcommand_with_one_line() -> None:
     result = run_tcmr("--help")
     assert result.returncode == 0
@@ -45,6 +60,93 @@ def test_settings_reports_missing_base_data(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert f"base_data: {tmp_path}" in result.stdout
     assert "missing J_regressor_h36m.npy" in result.stdout
+
+
+def test_every_option_is_documented_and_shared_ones_read_alike() -> None:
+    tree = dict(commands(typer.main.get_group(app)))
+    helps: dict[str, set[str]] = {"--store": set(), "--device": set()}
+    for name, command in tree.items():
+        assert command.help, f"tcmr {name} has no help text"
+        for param in command.params:
+            assert getattr(param, "help", None), f"tcmr {name} {param.name}: no help text"
+            flag = param.opts[0]
+            if flag in helps and name != "demo":
+                helps[flag].add(param.help)
+            if flag == "--batch-size":
+                assert getattr(param, "min", None) == 1, f"tcmr {name} --batch-size"
+    assert {name for name, c in tree.items() if any(p.opts[0] == "--store" for p in c.params)} >= {
+        "build-features", "refresh", "import-db", "evaluate", "store info", "store compact",
+    }  # fmt: skip
+    assert all(len(texts) == 1 for texts in helps.values()), helps
+
+
+def readme_command_lines() -> Iterator[str]:
+    """Every `tcmr ...` line in a bash block of the READMEs, continuations joined."""
+    for readme in (REPO / "README.md", REPO / "storage" / "README.md"):
+        blocks = re.findall(r"```bash\n(.*?)```", readme.read_text(), flags=re.S)
+        for block in blocks:
+            for line in block.replace("\\\n", " ").splitlines():
+                words = shlex.split(line, comments=True)
+                if words[:1] == ["tcmr"]:
+                    yield " ".join(words[1:]).split(" > ")[0]
+
+
+def test_readme_command_lines_parse() -> None:
+    lines = list(readme_command_lines())
+    assert len(lines) >= 10
+    for line in lines:
+        args, command, path = shlex.split(line), typer.main.get_group(app), "tcmr"
+        while hasattr(command, "commands"):
+            assert args and args[0] in command.commands, f"{line}: no command {args[:1]}"
+            path = f"{path} {args[0]}"
+            command = command.commands[args.pop(0)]
+        command.make_context(path, args)  # raises on an unknown option or a missing argument
+
+
+@pytest.fixture
+def scratch(tmp_path: Path) -> dict[str, str]:
+    """A plain file, a folder of someone's files, a text file named like a checkpoint."""
+    (tmp_path / "afile").write_text("mine\n")
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "holiday.jpg").write_bytes(b"\xff\xd8")
+    (tmp_path / "model.pt").write_text("not a checkpoint\n")
+    return {"tmp": str(tmp_path), "file": str(tmp_path / "afile"), "dir": str(tmp_path / "photos")}
+
+
+MISTAKES = {
+    "unknown dataset": (
+        "build-features foo 3dpw --store {tmp}/s",
+        "Invalid value for DATASETS: unknown dataset(s) foo; known: 3dpw",
+    ),
+    "negative batch size": ("build-features 3dpw --batch-size -3 --store {tmp}/s", "--batch-size"),
+    "bad device name": (
+        "build-features pennaction --device gpu --store {tmp}/s",
+        "--device 'gpu' is not a torch device",
+    ),
+    "store is a file": ("store info --store {file}", "--store {file}: is a file"),
+    "out is a file": (
+        "evaluate --checkpoint {tmp}/model.pt --out {file}",
+        "Invalid value for '--out': {file} is a file, not a folder",
+    ),
+    "sample onto a file": ("sample-data {file}", "{file} is a file, not a folder"),
+    "negative max steps": ("train --config {tmp}/c.toml --max-steps -1", "--max-steps"),
+}
+
+
+@pytest.mark.parametrize("case", MISTAKES)
+def test_mistakes_are_one_paragraph_naming_file_or_option(
+    case: str, scratch: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    command, expected = MISTAKES[case]
+    code, err = run_main(shlex.split(command.format(**scratch)), capsys)
+    assert code == 2
+    assert expected.format(**scratch) in err, err
+    assert "Traceback" not in err
+    assert Path(scratch["file"]).read_text() == "mine\n"
+    assert [p.name for p in Path(scratch["dir"]).iterdir()] == ["holiday.jpg"]
+    assert (
+        not (Path(scratch["tmp"]) / "s").exists() and not (Path(scratch["tmp"]) / "eval").exists()
+    )
 
 
 def test_not_a_checkpoint_says_what_the_file_is(tmp_path: Path) -> None:
@@ -64,11 +166,21 @@ def test_not_a_checkpoint_says_what_the_file_is(tmp_path: Path) -> None:
         read_spin_state(cut)
 
 
-def test_os_error_is_one_line_unless_debugging(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+def test_cuda_on_a_cpu_machine_fails_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "afile").write_text("mine\n")
-    inside_a_file = str(tmp_path / "afile" / "sample")
+    argv = ["build-features", "pennaction", "--device", "cuda", "--store", str(tmp_path / "s")]
+    code, err = run_main(argv, capsys)
+    assert code == 2
+    assert "--device 'cuda': torch" in err and "sees no CUDA device" in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_os_error_is_one_line_unless_debugging(
+    scratch: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inside_a_file = f"{scratch['file']}/sample"
     code, err = run_main(["sample-data", inside_a_file], capsys)
     assert code == 2
     assert err == f"error: {inside_a_file}: Not a directory"

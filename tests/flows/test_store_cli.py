@@ -41,7 +41,7 @@ def test_import_info_compact(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "1 added, 0 replaced, 0 dropped, 0 unchanged" in result.stdout
     assert "0 added, 0 replaced, 0 dropped, 1 unchanged" in tcmr(*args).stdout
-    info = tcmr("store", "info", root)
+    info = tcmr("store", "info", "--store", root)
     assert info.returncode == 0, info.stderr
     assert "pennaction/train/base: 40 frames, 1 sequences" in info.stdout
     assert "train_stride16 2" in info.stdout and "crop_scale: 1.2" in info.stdout
@@ -58,5 +58,5 @@ def test_bad_db_is_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "not a 3dpw test db" in result.stderr and "missing frame_id" in result.stderr
     assert "Traceback" not in result.stderr
-    missing = tcmr("store", "info", str(tmp_path), "3dpw/test/base")
+    missing = tcmr("store", "info", "3dpw/test/base", "--store", str(tmp_path))
     assert missing.returncode == 2 and "no store '3dpw/test/base'" in missing.stderr

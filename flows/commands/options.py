@@ -1,0 +1,79 @@
+"""Options that several `tcmr` commands share, spelled and checked the same way everywhere.
+
+A shared concept has one option name and one help text (`--store`, `--device`, `--out`),
+and a value the user got wrong is refused before any work starts, naming the option.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from storage.errors import TcmrError
+
+
+def output_folder(value: Path | None) -> Path | None:
+    """Callback of an output-folder option: a new or existing folder, never an existing file."""
+    if value is not None and value.exists() and not value.is_dir():
+        raise typer.BadParameter(f"{value} is a file, not a folder; give a folder to write into")
+    return value
+
+
+Store = Annotated[
+    str | None,
+    typer.Option(
+        help="Store root: a folder or an fsspec URL (s3://...); default: the `store` "
+        "setting (TCMR_STORE)."
+    ),
+]
+Device = Annotated[
+    str | None,
+    typer.Option(
+        help="auto, cpu, cuda, cuda:1 ...; default: the `device` setting (TCMR_DEVICE; auto "
+        "is CUDA when torch sees a GPU, else cpu)."
+    ),
+]
+
+
+def store_root(store: str | None) -> str:
+    """The store root to use: the option, else the setting; a local root must not be a file."""
+    from storage.backend import is_url
+    from storage.settings import get_settings
+
+    root = store or get_settings().store
+    where = "--store" if store else "the `store` setting (TCMR_STORE)"
+    if not is_url(root) and Path(root).exists() and not Path(root).is_dir():
+        raise TcmrError(f"{where} {root}: is a file, not a store folder")
+    return root
+
+
+def torch_device(device: str | None) -> str:
+    """The torch device to run on (the option, else the setting), refused if torch cannot use it.
+
+    Checked before any work: a CUDA device on a machine without one would otherwise fail
+    deep inside torch after parsing and staging, with an AssertionError.
+    """
+    import torch
+
+    from storage.settings import get_settings
+
+    name = get_settings(device=device).torch_device()
+    where = "--device" if device else "the `device` setting (TCMR_DEVICE)"
+    try:
+        parsed = torch.device(name)
+    except RuntimeError as error:
+        raise TcmrError(
+            f"{where} {name!r} is not a torch device (cpu, cuda, cuda:1 ...)"
+        ) from error
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise TcmrError(
+                f"{where} {name!r}: torch {torch.__version__} sees no CUDA device on this "
+                "machine; use --device cpu"
+            )
+        if parsed.index is not None and parsed.index >= count:
+            raise TcmrError(f"{where} {name!r}: this machine has {count} CUDA device(s)")
+    return name
