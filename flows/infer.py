@@ -109,6 +109,21 @@ def _write_outputs(folder: Path, source: FrameSource, outputs: Outputs, faces: n
     return overlay
 
 
+def _check_out(out: Path) -> None:
+    """Refuse an `out` that publishing would destroy: a file, or a folder of other files.
+
+    The finished outputs replace `out` as a whole, so only a new folder, an empty one or
+    an earlier `tcmr infer` output (it holds timing.json) may be given.
+    """
+    if out.exists() and not out.is_dir():
+        raise TcmrError(f"--out {out}: is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / TIMING_NAME).is_file():
+        raise TcmrError(
+            f"--out {out}: holds files that `tcmr infer` did not write (no {TIMING_NAME}); "
+            "the outputs replace the folder as a whole, so give a new or empty folder"
+        )
+
+
 def _publish(temp: Path, out: Path) -> None:
     """Swap the finished temp folder in for `out` (an older result is removed after)."""
     old = out.with_name(f".{out.name}.old-{os.getpid()}")
@@ -140,6 +155,8 @@ def run_inference(
         raise TcmrError(f"--min-track-len must be at least {SEQLEN} (one TCMR window)")
     if batch_size < 1:
         raise TcmrError(f"--batch-size must be positive, got {batch_size}")
+    out = Path(out).absolute()
+    _check_out(out)
     settings = settings or get_settings()
     device = device or settings.torch_device()
     source = FrameSource(video)
@@ -162,7 +179,6 @@ def run_inference(
     seconds = {**features.seconds, "TCMR": time.perf_counter() - tick}
 
     tick = time.perf_counter()
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     temp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(temp, ignore_errors=True)

@@ -129,6 +129,10 @@ MISTAKES = {
         "Invalid value for '--out': {file} is a file, not a folder",
     ),
     "sample onto a file": ("sample-data {file}", "{file} is a file, not a folder"),
+    "infer would replace a foreign folder": (
+        "infer {tmp}/v.mp4 --checkpoint {tmp}/model.pt --out {dir} --device cpu",
+        "--out {dir}: holds files that `tcmr infer` did not write",
+    ),
     "negative max steps": ("train --config {tmp}/c.toml --max-steps -1", "--max-steps"),
 }
 
