@@ -159,7 +159,7 @@ def register(app: typer.Typer) -> None:
         """Update every store group of a variant: new or changed sequences in, removed out."""
         from flows.parameters import stored_datasets
 
-        store = store_root(store)
+        store = store_root(store, existing=True)
         recipe = _recipe(occlusion, voc_root, seed, crop_scale, checkpoint, device, batch_size)
         specs = stored_datasets(store, recipe.variant)
         if not specs:

@@ -37,8 +37,12 @@ Device = Annotated[
 ]
 
 
-def store_root(store: str | None) -> str:
-    """The store root to use: the option, else the setting; a local root must not be a file."""
+def store_root(store: str | None, existing: bool = False) -> str:
+    """The store root to use: the option, else the setting; a local root must not be a file.
+
+    `existing`: the command only reads what is there (`store info`, `refresh`), so a local
+    root that does not exist is a mistyped path, not an empty store.
+    """
     from storage.backend import is_url
     from storage.settings import get_settings
 
@@ -46,6 +50,8 @@ def store_root(store: str | None) -> str:
     where = "--store" if store else "the `store` setting (TCMR_STORE)"
     if not is_url(root) and Path(root).exists() and not Path(root).is_dir():
         raise TcmrError(f"{where} {root}: is a file, not a store folder")
+    if existing and not is_url(root) and not Path(root).exists():
+        raise TcmrError(f"{where} {root}: no such store folder")
     return root
 
 

@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
         from storage.reader import open_store, store_groups
         from storage.writer import WINDOW_PROTOCOLS
 
-        root = store_root(store)
+        root = store_root(store, existing=True)
         groups = [group] if group else store_groups(root)
         if not groups:
             typer.echo(f"no stores under {root}")

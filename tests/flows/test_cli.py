@@ -124,6 +124,8 @@ MISTAKES = {
         "--device 'gpu' is not a torch device",
     ),
     "store is a file": ("store info --store {file}", "--store {file}: is a file"),
+    "store info of no store": ("store info --store {tmp}/s", "--store {tmp}/s: no such store"),
+    "refresh of no store": ("refresh --store {tmp}/s", "--store {tmp}/s: no such store folder"),
     "out is a file": (
         "evaluate --checkpoint {tmp}/model.pt --out {file}",
         "Invalid value for '--out': {file} is a file, not a folder",
