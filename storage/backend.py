@@ -42,8 +42,15 @@ class Location:
         return zarr.storage.LocalStore(path, read_only=read_only)
 
     def filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
-        """The fsspec filesystem and the root path inside it."""
+        """The fsspec filesystem and the root path inside it, with no listings cached yet.
+
+        fsspec hands out one cached instance per options, and zarr writes through its own
+        (async) instance, whose writes never reach this one's listings cache: without the
+        reset a group, segment or index written since this process last listed a folder of
+        an object store would stay invisible to `groups` and `collect_garbage`.
+        """
         fs, path = fsspec.core.url_to_fs(self.root, **self.storage_options)
+        fs.invalidate_cache()
         return fs, path.rstrip("/")
 
     def delete(self, relative: str) -> None:
