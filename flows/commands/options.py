@@ -21,6 +21,13 @@ def output_folder(value: Path | None) -> Path | None:
     return value
 
 
+def output_file(value: Path | None) -> Path | None:
+    """Callback of an output-file option: a new or existing file, never an existing folder."""
+    if value is not None and value.is_dir():
+        raise typer.BadParameter(f"{value} is a folder; give the path of the file to write")
+    return value
+
+
 Store = Annotated[
     str | None,
     typer.Option(

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from flows.commands.options import output_file
+
 
 def register(app: typer.Typer) -> None:
     """Add the `smpl` sub-command group to the `tcmr` app."""
@@ -14,7 +16,9 @@ def register(app: typer.Typer) -> None:
     @smpl_app.command("convert")
     def convert(
         src: Path = typer.Argument(..., help="An official SMPL_*.pkl (chumpy is not needed)."),
-        dst: Path = typer.Argument(..., help="The .npz to write (atomically)."),
+        dst: Path = typer.Argument(
+            ..., callback=output_file, help="The .npz to write (atomically)."
+        ),
     ) -> None:
         """Convert an SMPL model pkl into a chumpy-free .npz that loads faster and safely."""
         from model.smpl import convert_smpl

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from flows.commands.options import Device, Store, output_folder, store_root, torch_device
+from flows.commands.options import (
+    Device,
+    Store,
+    output_file,
+    output_folder,
+    store_root,
+    torch_device,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -95,7 +102,9 @@ def register(app: typer.Typer) -> None:
     def plot_accel_command(
         runs: list[Path] = typer.Argument(..., help="Output folders of `tcmr evaluate`."),
         sequence: str = typer.Option(..., help="Sequence name as in sequences.csv."),
-        out: Path = typer.Option(Path("accel_compare.png"), help="PNG to write."),
+        out: Path = typer.Option(
+            Path("accel_compare.png"), callback=output_file, help="PNG to write."
+        ),
         label: list[str] | None = typer.Option(
             None, help="One label per run (repeatable); default: the run folders' names."
         ),

@@ -131,6 +131,11 @@ MISTAKES = {
         "Invalid value for '--out': {file} is a file, not a folder",
     ),
     "sample onto a file": ("sample-data {file}", "{file} is a file, not a folder"),
+    "convert onto a folder": (
+        "smpl convert {tmp}/SMPL_NEUTRAL.pkl {dir}",
+        "Invalid value for 'dst': {dir} is a folder; give the path of the file to write",
+    ),
+    "plot onto a folder": ("plot-accel {tmp} --sequence s --out {dir}", "{dir} is a folder"),
     "infer would replace a foreign folder": (
         "infer {tmp}/v.mp4 --checkpoint {tmp}/model.pt --out {dir} --device cpu",
         "--out {dir}: holds files that `tcmr infer` did not write",
