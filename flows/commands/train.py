@@ -35,7 +35,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train TCMR from the stores with the recipe and datasets the config spells out."""
         from model.train import load_train_config, train
+        from storage.errors import TcmrError
 
+        if resume is None and (out / "last.pt").exists():
+            raise TcmrError(
+                f"--out {out} holds a training run (last.pt), which a fresh run would overwrite; "
+                f"continue it with --resume {out / 'last.pt'}, or give a new folder"
+            )
         loaded = load_train_config(config)
         result = train(loaded, out, resume=resume, device=torch_device(device), max_steps=max_steps)
         typer.echo(

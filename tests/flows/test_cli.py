@@ -105,12 +105,20 @@ def test_readme_command_lines_parse() -> None:
 
 @pytest.fixture
 def scratch(tmp_path: Path) -> dict[str, str]:
-    """A plain file, a folder of someone's files, a text file named like a checkpoint."""
+    """A plain file, a folder of someone's files, a text file named like a checkpoint, and
+    the folder of an earlier training run."""
     (tmp_path / "afile").write_text("mine\n")
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "holiday.jpg").write_bytes(b"\xff\xd8")
     (tmp_path / "model.pt").write_text("not a checkpoint\n")
-    return {"tmp": str(tmp_path), "file": str(tmp_path / "afile"), "dir": str(tmp_path / "photos")}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.pt").write_bytes(b"PK")
+    return {
+        "tmp": str(tmp_path),
+        "file": str(tmp_path / "afile"),
+        "dir": str(tmp_path / "photos"),
+        "run": str(tmp_path / "run"),
+    }
 
 
 MISTAKES = {
@@ -141,6 +149,11 @@ MISTAKES = {
         "--out {dir}: holds files that `tcmr infer` did not write",
     ),
     "negative max steps": ("train --config {tmp}/c.toml --max-steps -1", "--max-steps"),
+    "train over an earlier run": (
+        "train --config {tmp}/c.toml --out {run}",
+        "--out {run} holds a training run (last.pt), which a fresh run would overwrite; "
+        "continue it with --resume {run}/last.pt",
+    ),
 }
 
 
