@@ -235,7 +235,11 @@ def read_db(path: Path | str, dataset: str, split: str) -> Iterator[ImportedSequ
     if path.suffix == ".h5":
         import h5py
 
-        with h5py.File(path, "r") as db:
+        try:
+            db = h5py.File(path, "r")
+        except OSError as error:  # h5py's error names no file: "file signature not found"
+            raise FormatError(f"{path}: not an HDF5 db file ({error})") from error
+        with db:
             yield from _read(path, db, dataset, split)
         return
     import joblib

@@ -105,12 +105,13 @@ def test_readme_command_lines_parse() -> None:
 
 @pytest.fixture
 def scratch(tmp_path: Path) -> dict[str, str]:
-    """A plain file, a folder of someone's files, a text file named like a checkpoint, and
-    the folder of an earlier training run."""
+    """A plain file, a folder of someone's files, text files named like a checkpoint and an
+    HDF5 db, and the folder of an earlier training run."""
     (tmp_path / "afile").write_text("mine\n")
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "holiday.jpg").write_bytes(b"\xff\xd8")
     (tmp_path / "model.pt").write_text("not a checkpoint\n")
+    (tmp_path / "model.h5").write_text("not HDF5\n")
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "last.pt").write_bytes(b"PK")
     return {
@@ -147,6 +148,10 @@ MISTAKES = {
     "infer would replace a foreign folder": (
         "infer {tmp}/v.mp4 --checkpoint {tmp}/model.pt --out {dir} --device cpu",
         "--out {dir}: holds files that `tcmr infer` did not write",
+    ),
+    "an h5 db that is not HDF5": (
+        "import-db {tmp}/model.h5 --dataset insta --split train --store {tmp}/s",
+        "error: {tmp}/model.h5: not an HDF5 db file (Unable to synchronously open file",
     ),
     "negative max steps": ("train --config {tmp}/c.toml --max-steps -1", "--max-steps"),
     "train over an earlier run": (
