@@ -390,7 +390,9 @@ def read_h36m(
     rules = rules or H36mRules()
     root = Path(root)
     if split not in rules.subjects:
-        raise ValueError(f"Human3.6M split must be one of {sorted(rules.subjects)}, not {split!r}")
+        raise FormatError(
+            f"Human3.6M split must be one of {sorted(rules.subjects)}, not {split!r} (field `split`)"
+        )
     if rules.step < 1:
         raise ValueError(f"Human3.6M frame step must be >= 1, not {rules.step}")
     if not root.is_dir():

@@ -395,4 +395,6 @@ def read_mpii3d(
     elif split in ("test", "val"):
         yield from _read_test(root, split, rules, quarantine)
     else:
-        raise ValueError(f"MPI-INF-3DHP split must be train, test or val, not {split!r}")
+        raise FormatError(
+            f"MPI-INF-3DHP split must be train, test or val, not {split!r} (field `split`)"
+        )

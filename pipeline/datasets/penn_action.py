@@ -95,7 +95,7 @@ def read_penn_action(
 ) -> Iterator[SequenceRecord]:
     """Yield one record per video (or unbroken run of boxed frames) of the labels folder."""
     if split not in ("train", "test"):
-        raise ValueError(f"Penn Action split must be train or test, got {split!r}")
+        raise FormatError(f"Penn Action split must be train or test, got {split!r} (field `split`)")
     rules = rules or PennActionRules()
     if rules.labelling not in PENN_ACTION_LABELLINGS:
         raise ValueError(f"labelling must be one of {', '.join(PENN_ACTION_LABELLINGS)}")

@@ -137,7 +137,9 @@ def read_3dpw(
 ) -> Iterator[SequenceRecord]:
     """Yield one record per person (and unbroken segment) of `root/sequenceFiles/<split>`."""
     if split not in SPLITS:
-        raise ValueError(f"3DPW split must be one of {', '.join(SPLITS)}, got {split!r}")
+        raise FormatError(
+            f"3DPW split must be one of {', '.join(SPLITS)}, got {split!r} (field `split`)"
+        )
     rules = rules or Pw3dRules()
     if rules.joints3d_train not in ("spin49", "j14"):
         raise ValueError(f"joints3d_train must be 'spin49' or 'j14', got {rules.joints3d_train!r}")

@@ -127,6 +127,11 @@ MISTAKES = {
         "build-features foo 3dpw --store {tmp}/s",
         "Invalid value for DATASETS: unknown dataset(s) foo; known: 3dpw",
     ),
+    "unknown split": (
+        "build-features 3dpw --split tset --root {tmp} --checkpoint {tmp}/model.pt --store {tmp}/s"
+        " --device cpu",
+        "3DPW split must be one of train, validation, val, test, got 'tset' (field `split`)",
+    ),
     "negative batch size": ("build-features 3dpw --batch-size -3 --store {tmp}/s", "--batch-size"),
     "bad device name": (
         "build-features pennaction --device gpu --store {tmp}/s",
