@@ -37,8 +37,8 @@ import numpy as np
 from pipeline.datasets.records import ImageRef, Quarantine, RecordValue, SequenceRecord, Skip
 from pipeline.features import CropSettings, extract_to_segment
 from pipeline.occlusion import OccluderBank, load_voc_occluders, procedural_occluders
-from storage.backend import location
-from storage.errors import FormatError, MissingFileError, TcmrError
+from storage.backend import is_url, location
+from storage.errors import FormatError, MissingFileError, StoreError, TcmrError
 from storage.hashing import file_sha256
 from storage.maintenance import plan_refresh
 from storage.provenance import Provenance
@@ -404,12 +404,19 @@ def plan_build(request: BuildRequest, shard_frames: int = SHARD_ROWS) -> BuildPl
     for old in fs.ls(group_staging, detail=False) if fs.exists(group_staging) else []:
         if old.rstrip("/").rsplit("/", 1)[-1] != plan.staging.rsplit("/", 1)[-1]:
             fs.rm(old, recursive=True)  # another plan's leftovers
-    fs.makedirs(plan.staging, exist_ok=True)
     staged = []
-    for i, record in enumerate(r for r in records if (r.name, r.person_id) in to_write):
-        path = f"{plan.staging}/{i:06d}.npz"
-        fs.pipe_file(path, stage_record(record))
-        staged.append((path, len(record)))
+    try:
+        if not is_url(loc.root):  # object stores have no folders, and s3fs would create a bucket
+            fs.makedirs(plan.staging, exist_ok=True)
+        for i, record in enumerate(r for r in records if (r.name, r.person_id) in to_write):
+            path = f"{plan.staging}/{i:06d}.npz"
+            fs.pipe_file(path, stage_record(record))
+            staged.append((path, len(record)))
+    except (FileNotFoundError, PermissionError) as error:
+        raise StoreError(
+            f"{loc.root}: cannot stage sequences under {plan.staging} ({error}); check the "
+            "store root, its bucket and the credentials (field `store`)"
+        ) from error
     plan.shards = group_shards(staged, shard_frames)
     return plan
 

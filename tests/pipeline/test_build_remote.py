@@ -20,6 +20,7 @@ from tfrecord_files import jpeg, write_tracks
 
 from pipeline.build import BuildRequest, BuildResult, build_dataset, extract_shard, plan_build
 from storage.backend import Location
+from storage.errors import StoreError
 from storage.reader import Store, open_store
 from storage.schema import ARRAYS
 from storage.writer import WINDOW_PROTOCOLS, read_pointer
@@ -68,16 +69,22 @@ def s3_build(inputs: tuple[Path, Path], s3_options: dict[str, Any]) -> tuple[Loc
     return loc, build_dataset(_request(inputs, loc), shard_frames=2)
 
 
-def _objects(s3_options: dict[str, Any], prefix: str) -> dict[str, str]:
-    """Key -> ETag of every object under `prefix`, listed by boto3 (no fsspec cache)."""
-    client = boto3.client(
+def _client(s3_options: dict[str, Any]) -> Any:
+    """A boto3 client of the moto server: what is on S3, seen without fsspec or its caches."""
+    return boto3.client(
         "s3",
         endpoint_url=s3_options["client_kwargs"]["endpoint_url"],
         aws_access_key_id=s3_options["key"],
         aws_secret_access_key=s3_options["secret"],
         region_name="us-east-1",
     )
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+
+
+def _objects(s3_options: dict[str, Any], prefix: str) -> dict[str, str]:
+    """Key -> ETag of every object under `prefix` of the bucket."""
+    pages = (
+        _client(s3_options).get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    )
     return {item["Key"]: item["ETag"] for page in pages for item in page.get("Contents", [])}
 
 
@@ -213,3 +220,16 @@ def test_an_interrupted_build_on_s3_resumes_to_the_clean_build(
     assert len(pointer["segments"]) == 2
     _assert_same_store(open_store(loc, GROUP), local_store)
     assert not _objects(s3_options, "build-resumed/.staging/")
+
+
+def test_a_build_into_a_missing_bucket_fails_naming_the_store_and_creates_no_bucket(
+    inputs: tuple[Path, Path], s3_options: dict[str, Any]
+) -> None:
+    loc = Location("s3://no-such-bucket/stores", s3_options)
+
+    with pytest.raises(StoreError) as raised:
+        plan_build(_request(inputs, loc))
+
+    assert str(raised.value).startswith("s3://no-such-bucket/stores: cannot stage sequences")
+    assert "bucket does not exist" in str(raised.value) and "(field `store`)" in str(raised.value)
+    assert [b["Name"] for b in _client(s3_options).list_buckets()["Buckets"]] == [BUCKET]
