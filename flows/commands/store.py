@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import typer
 
 from flows.commands.options import Store, store_root
+
+DB_SPLITS = ("train", "val", "test")
+"""The splits the official db files come in (`<dataset>_<split>_db.pt`)."""
+
+
+def _split(value: str) -> str:
+    if value not in DB_SPLITS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(DB_SPLITS)}")
+    return value
+
+
+def _variant(value: str) -> str:
+    """A variant is one path segment of the group name `<dataset>/<split>/<variant>`."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
+        raise typer.BadParameter(f"{value!r}: use letters, digits, '.', '_' and '-' only")
+    return value
 
 
 def register(app: typer.Typer) -> None:
@@ -19,8 +36,10 @@ def register(app: typer.Typer) -> None:
         dataset: str = typer.Option(
             ..., help="3dpw, mpii3d, h36m, posetrack, pennaction or insta."
         ),
-        split: str = typer.Option(..., help="train, val or test."),
-        variant: str = typer.Option("base", help="Store variant name, e.g. occ or tight."),
+        split: str = typer.Option(..., callback=_split, help="train, val or test."),
+        variant: str = typer.Option(
+            "base", callback=_variant, help="Store variant name, e.g. occ or tight."
+        ),
         store: Store = None,
         crop_scale: float | None = typer.Option(
             None, help="Feature crop scale of the file (default: the released dbs' scale)."

@@ -158,6 +158,14 @@ MISTAKES = {
         "import-db {tmp}/model.h5 --dataset insta --split train --store {tmp}/s",
         "error: {tmp}/model.h5: not an HDF5 db file (Unable to synchronously open file",
     ),
+    "import into an unknown split": (
+        "import-db {tmp}/model.pt --dataset 3dpw --split tset --store {tmp}/s",
+        "Invalid value for '--split': 'tset' is not one of train, val, test",
+    ),
+    "import into a nested variant": (
+        "import-db {tmp}/model.pt --dataset 3dpw --split test --variant a/b --store {tmp}/s",
+        "Invalid value for '--variant': 'a/b': use letters, digits",
+    ),
     "negative max steps": ("train --config {tmp}/c.toml --max-steps -1", "--max-steps"),
     "train over an earlier run": (
         "train --config {tmp}/c.toml --out {run}",
