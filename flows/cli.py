@@ -69,16 +69,8 @@ DEBUG_VARIABLE = "TCMR_DEBUG"
 
 def _user_error(error: BaseException) -> str | None:
     """One paragraph for an error the user caused, or None for a bug (shown in full)."""
-    from pydantic import ValidationError
-
     if isinstance(error, TcmrError):
         return str(error)
-    if isinstance(error, ValidationError):
-        fields = "; ".join(
-            f"field `{'.'.join(map(str, e['loc']))}`: {e['msg']} (got {e['input']!r})"
-            for e in error.errors()
-        )
-        return f"invalid {error.title}: {fields}"
     if isinstance(error, OSError) and error.filename is not None:
         return f"{error.filename}: {error.strerror or error}"
     return None
