@@ -119,6 +119,15 @@ def _describe(value: object) -> str:
     return str(tuple(value.shape)) if isinstance(value, Tensor) else type(value).__name__
 
 
+SHOWN_KEYS = 8
+"""Keys listed per kind of problem; a foreign file would otherwise list hundreds."""
+
+
+def _first(items: list[str]) -> str:
+    more = f" and {len(items) - SHOWN_KEYS} more" if len(items) > SHOWN_KEYS else ""
+    return ", ".join(items[:SHOWN_KEYS]) + more
+
+
 def check_state(state: Mapping[str, object], expected: Mapping[str, Tensor], context: str) -> None:
     """Raise one FormatError `context; missing keys: ...; unexpected keys: ...; mis-shaped
     keys: ...`, so a truncated or foreign file shows every problem at once.
@@ -133,7 +142,7 @@ def check_state(state: Mapping[str, object], expected: Mapping[str, Tensor], con
         if not isinstance(state[key], Tensor) or state[key].shape != expected[key].shape
     )
     problems = [
-        f"{label}: {', '.join(items)}"
+        f"{label}: {_first(items)}"
         for label, items in (
             ("missing keys", missing),
             ("unexpected keys", unexpected),

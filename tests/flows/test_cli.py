@@ -208,6 +208,16 @@ def test_not_a_checkpoint_says_what_the_file_is(tmp_path: Path) -> None:
         read_spin_state(cut)
 
 
+def test_a_foreign_checkpoint_lists_a_few_keys_not_all(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.pth.tar"
+    torch.save({"gen_state_dict": {"a": torch.zeros(3)}}, foreign)
+    with pytest.raises(FormatError) as caught:
+        import_official_tcmr(foreign)
+    assert re.search(
+        r"missing keys: ([\w.]+, ){7}[\w.]+ and \d+ more; unexpected keys: a$", str(caught.value)
+    )
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
 def test_cuda_on_a_cpu_machine_fails_before_any_work(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
