@@ -1,7 +1,8 @@
 """Options that several `tcmr` commands share, spelled and checked the same way everywhere.
 
-A shared concept has one option name and one help text (`--store`, `--device`, `--out`),
-and a value the user got wrong is refused before any work starts, naming the option.
+A shared concept has one option name and one help text (`--store`, `--device`), an output
+path is checked the same way wherever it is given, and a value the user got wrong is
+refused before any work starts, naming the option.
 """
 
 from __future__ import annotations

@@ -11,7 +11,10 @@ from flows.commands.options import output_file
 
 def register(app: typer.Typer) -> None:
     """Add the `smpl` sub-command group to the `tcmr` app."""
-    smpl_app = typer.Typer(help="SMPL model files.", no_args_is_help=True)
+    smpl_app = typer.Typer(
+        help="SMPL model files: convert the licensed .pkl to a chumpy-free .npz.",
+        no_args_is_help=True,
+    )
 
     @smpl_app.command("convert")
     def convert(
