@@ -363,6 +363,7 @@ def plan_build(request: BuildRequest, shard_frames: int = SHARD_ROWS) -> BuildPl
     plan = BuildPlan(request, result, started=started)
     if stored is not None and _unchanged(stored, expected, request.crop_scale is None):
         result.status = "unchanged"
+        loc.delete(f".staging/{request.group}")  # a plan abandoned before the sources reverted
         result.sequences, result.frames, result.windows = _group_counts(request)
         result.seconds = time.time() - started
         return plan

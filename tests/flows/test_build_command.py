@@ -31,6 +31,9 @@ def test_build_then_rebuild_then_refresh(
     common = ["--data-root", str(penn_sample(tmp_path_factory)), "--store", str(tmp_path)]
     args = ["pennaction", "--split", "test", *common, "--device", "cpu", "--batch-size", "8"]
     first = tcmr("build-features", *args)
+    abandoned = tmp_path / ".staging" / "pennaction" / "test" / "clean" / "0123456789abcdef"
+    abandoned.mkdir(parents=True)
+    (abandoned / "000000.npz").write_bytes(b"staged by a plan whose sources changed back")
     second = tcmr("build-features", *args)
     refreshed = tcmr("refresh", *common, "--device", "cpu")
 
@@ -38,6 +41,7 @@ def test_build_then_rebuild_then_refresh(
     assert f"{tmp_path}/pennaction/test/clean: built, 1 sequences, 18 frames" in first.stdout
     assert "parsed 1, extracted 1; +1 ~0 -0" in first.stdout
     assert "unchanged" in second.stdout and "parsed 0, extracted 0" in second.stdout
+    assert not abandoned.parent.exists()
     assert refreshed.returncode == 0, refreshed.stderr
     assert "pennaction/test/clean: unchanged" in refreshed.stdout
 
