@@ -15,6 +15,23 @@ from flows.commands.options import (
     torch_device,
 )
 
+DEFAULT_EVAL_PREFIX = "3dpw/test/"
+"""Where `tcmr evaluate` looks when no group is named: the paper's main test set."""
+
+
+def _only_group(root: str, prefix: str) -> str:
+    """The one store group under `root` whose name starts with `prefix`; else say which exist."""
+    from storage.errors import TcmrError
+    from storage.reader import store_groups
+
+    groups = store_groups(root)
+    matching = [g for g in groups if g.startswith(prefix)]
+    if len(matching) == 1:
+        return matching[0]
+    found = ", ".join(matching or groups) or "none"
+    which = "several" if matching else "no"
+    raise TcmrError(f"{root}: {which} {prefix}* store groups ({found}); name one with --group")
+
 
 def register(app: typer.Typer) -> None:
     """Add the training and evaluation commands to the `tcmr` app."""
@@ -54,10 +71,10 @@ def register(app: typer.Typer) -> None:
     def evaluate_command(
         checkpoint: Path = typer.Option(..., help="Our checkpoint or an official tcmr_*.pth.tar."),
         store: Store = None,
-        group: str = typer.Option(
-            "3dpw/test/base",
-            help="Evaluation store group (`import-db` writes variant base, `build-features` "
-            "clean).",
+        group: str | None = typer.Option(
+            None,
+            help="Evaluation store group, e.g. 3dpw/test/clean (`build-features`) or "
+            "3dpw/test/base (`import-db`); default: the store's only 3dpw/test group.",
         ),
         dataset: str | None = typer.Option(
             None, help="3dpw, h36m or mpii3d (joint rule); default: the group's first part."
@@ -85,9 +102,11 @@ def register(app: typer.Typer) -> None:
         from storage.settings import get_settings
 
         settings = get_settings()
+        root = store_root(store, existing=True)
+        group = group or _only_group(root, DEFAULT_EVAL_PREFIX)
         result = evaluate(
             checkpoint,
-            store_root(store),
+            root,
             group,
             out,
             protocol=protocol,

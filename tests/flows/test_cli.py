@@ -19,6 +19,7 @@ import typer
 from flows.cli import DEBUG_VARIABLE, app, main
 from model.backbone import read_spin_state
 from model.checkpoint import import_official_tcmr
+from pipeline.sample.store import write_sample_store
 from storage.errors import FormatError
 
 TCMR = [sys.executable, "-c", "from flows.cli import main; main()"]
@@ -166,6 +167,14 @@ MISTAKES = {
         "import-db {tmp}/model.pt --dataset 3dpw --split test --variant a/b --store {tmp}/s",
         "Invalid value for '--variant': 'a/b': use letters, digits",
     ),
+    "evaluate of no store": (
+        "evaluate --checkpoint {tmp}/model.pt --store {tmp}/s --out {tmp}/eval",
+        "--store {tmp}/s: no such store folder",
+    ),
+    "evaluate a store without a 3DPW test group": (
+        "evaluate --checkpoint {tmp}/model.pt --store {dir} --out {tmp}/eval",
+        "{dir}: no 3dpw/test/* store groups (none); name one with --group",
+    ),
     "negative max steps": ("train --config {tmp}/c.toml --max-steps -1", "--max-steps"),
     "train over an earlier run": (
         "train --config {tmp}/c.toml --out {run}",
@@ -189,6 +198,17 @@ def test_mistakes_are_one_paragraph_naming_file_or_option(
     assert (
         not (Path(scratch["tmp"]) / "s").exists() and not (Path(scratch["tmp"]) / "eval").exists()
     )
+
+
+def test_evaluate_asks_for_a_group_when_the_store_has_several(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for group in ("3dpw/test/base", "3dpw/test/clean", "h36m/test/base"):
+        write_sample_store(tmp_path / "s", group, [4])
+    argv = ["evaluate", "--checkpoint", str(tmp_path / "m.pt"), "--store", str(tmp_path / "s")]
+    code, err = run_main([*argv, "--out", str(tmp_path / "eval")], capsys)
+    assert code == 2 and not (tmp_path / "eval").exists()
+    assert "several 3dpw/test/* store groups (3dpw/test/base, 3dpw/test/clean)" in err, err
 
 
 def test_not_a_checkpoint_says_what_the_file_is(tmp_path: Path) -> None:

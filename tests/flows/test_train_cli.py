@@ -41,10 +41,11 @@ def test_train_then_evaluate(env: dict[str, str], tmp_path: Path) -> None:
     assert "2 steps, 1 epochs" in trained.stdout
     checkpoint = tmp_path / "run" / "last.pt"
     evaluated = tcmr(
-        env, "evaluate", "--checkpoint", str(checkpoint), "--group", "3dpw/test/base",
+        env, "evaluate", "--checkpoint", str(checkpoint),
         "--out", str(tmp_path / "eval"), "--batch-size", "16", "--filter", "one-euro",
     )  # fmt: skip
     assert evaluated.returncode == 0, evaluated.stderr
+    assert evaluated.stdout.startswith("3dpw/test/base (tcmr, ")  # the store's only 3DPW test
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["frames"] == 37 and metrics["filter"] == "one-euro"
     assert f"mpjpe {metrics['mpjpe']:.2f}" in evaluated.stdout
