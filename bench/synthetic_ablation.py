@@ -42,25 +42,26 @@ size is reduced (default 128, not 1024); the architectures' structure is unchang
 models are short of converged (see the reference rows): read PA-MPJPE as "after equal
 training".
 
-Why TCMR's PA-MPJPE trails the baseline here (diagnostic runs, seed 0, 250 steps, random head
-unless said; the TCMR path was checked against tcmr.md and the official code): no bug. All
-three training outputs [past, future, integrated] are supervised with the mid frame's ground
-truth, evaluation reads the integrated one, the residual is on only for the baseline, both
-regressors use SPIN's dropout, attention keeps PyTorch's default init as the official code,
-and the loss averages the three outputs, so the evaluated one carries 1/3 of TCMR's loss, as
-in the official TCMRLoss (supervising only it, Table 3 "none": 87.2 instead of 89.1 mm, which
-is not the gap). Table 1's four rows gave 86.5 (baseline), 85.3 (+PoseForecast), 91.6 (no
-residual), 89.1 (TCMR): PoseForecast helps PA-MPJPE as in the paper; removing the residual
-costs it here. Not too few steps: at 1000 steps 65.2 vs 74.0. Not the regressor's start:
-pretraining widens the gap (73.1 vs 90.6), since the residual hands the pretrained head the
-static feature it reads, while TCMR's encoder must first learn to produce one. With GRU
-hidden 512 the two tie at 250 steps (92.5 vs 92.3), both less trained: the narrow GRU is a
-bottleneck only for the model whose every input goes through it. What remains is a property
-of this setup: features are a linear function of the pose plus i.i.d. noise, so the residual's
-direct path is what a short training learns first. TCMR wins where the paper says it should,
-on frames whose own feature is dropped, but loses on the other 85%, because its attention
-gives the current (bi-GRU) feature little weight: past and future are supervised directly
-(2/3 of the loss) and learn first, the current feature only through the integrated output.
+Why TCMR's PA-MPJPE trails the baseline here. No bug: the TCMR path was checked against
+tcmr.md and the official code. All three training outputs [past, future, integrated] are
+supervised with the mid frame's ground truth, evaluation reads the integrated one, the
+residual is on only for the baseline, both regressors use SPIN's dropout, attention keeps
+PyTorch's default init as the official code, and the loss averages the three outputs, so the
+evaluated one carries 1/3 of TCMR's loss, as in the official TCMRLoss. Diagnostic runs in this
+setup (seeds 0-2, means): Table 1's four rows 77.5 (baseline), 83.2 (+PoseForecast), 104.1 (no
+residual), 92.9 (TCMR): removing the residual costs PA-MPJPE here, and PoseForecast helps only
+without it; supervising only the integrated output (Table 3 "none") 102.4, so the 1/3 share
+is not the cause. From the random head (seed 0): the four rows 86.5 / 85.3 / 91.6 / 89.1, a
+2.6 mm gap that pretraining widens, because the residual hands the pretrained head the static
+feature it reads while TCMR's encoder must first learn to produce one; at 1000 steps 65.2 vs
+74.0, so not too few steps; with GRU hidden 512 92.5 vs 92.3, both less trained: the narrow
+GRU is a bottleneck only for the model whose every input goes through it. What remains is a
+property of this setup: features are a linear function of the pose plus i.i.d. noise, so the
+residual's direct path is what a short training learns first. TCMR wins where the paper says
+it should, on frames whose own feature is dropped, but loses on the other 85%, because its
+attention gives the current (bi-GRU) feature little weight: past and future are supervised
+directly (2/3 of the loss) and learn first, the current feature only through the integrated
+output.
 
 Run: `.venv/bin/python bench/synthetic_ablation.py [--steps N] [--seeds K] [--noise SD]
 [--spin-steps N]`.
