@@ -32,7 +32,7 @@ import numpy as np
 
 from pipeline.bbox import smooth_bbox
 from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord
-from pipeline.datasets.skips import reject, reject_error
+from pipeline.datasets.skips import reject, reject_error, too_short
 from pipeline.datasets.video import probe_video
 from pipeline.joints import SPIN_INDEX, to_spin49
 from storage.errors import FormatError, MissingFileError
@@ -42,6 +42,8 @@ DATASET = "h36m"
 SOURCE_FPS = 50.0
 SUBJECTS = {"train": (1, 5, 6, 7, 8), "test": (9, 11)}
 FRONT_CAMERA = {"json": "4", "raw": "60457274"}
+SUBSAMPLED = "frames after subsampling"
+"""What a run's length counts, in the skip reason of a run that is too short."""
 # SPIN's pick of 17 of the 32 raw joints, in VIBE h36m order (datasets.md §1.6).
 H36M_RAW_TO_17 = (11, 6, 7, 8, 1, 2, 3, 12, 24, 14, 15, 17, 18, 19, 25, 26, 27)
 _PELVIS = SPIN_INDEX["hip"]
@@ -135,24 +137,6 @@ def _runs(keep: np.ndarray) -> list[np.ndarray]:
     if rows.size == 0:
         return []
     return np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1)
-
-
-def _too_short(
-    rows: np.ndarray,
-    rules: H36mRules,
-    quarantine: Quarantine | None,
-    key: str,
-    file: Path,
-    field_name: str,
-) -> bool:
-    """Whether a run is below the minimum length: a recorded skip, never an error (runs this
-    short are normal after subsampling)."""
-    if rows.size >= rules.min_length:
-        return False
-    if quarantine is not None:
-        reason = f"{rows.size} frames after subsampling, fewer than {rules.min_length}"
-        quarantine.add(key, file, field_name, reason)
-    return True
 
 
 def _smpl(
@@ -252,8 +236,15 @@ def _read_json(
             runs = _runs(present)
             for index, rows in enumerate(runs):
                 name = key if len(runs) == 1 else f"{key}_seg{index}"
-                if _too_short(
-                    rows, rules, quarantine, f"{DATASET}/{split}/{name}", folder, "images"
+                if too_short(
+                    quarantine,
+                    f"{DATASET}/{split}/{name}",
+                    folder,
+                    "images",
+                    rows.size,
+                    rules.min_length,
+                    rule="min_length",
+                    unit=SUBSAMPLED,
                 ):
                     continue
                 run_files = [files[i] for i in rows]
@@ -363,7 +354,16 @@ def _read_raw(
                 reject(quarantine, f"{DATASET}/{split}/{key}", path3d, "Pose",
                         f"NaN coordinates in frames {rows[~finite][:10].tolist()}")  # fmt: skip
                 continue
-            if _too_short(rows, rules, quarantine, f"{DATASET}/{split}/{key}", path3d, "Pose"):
+            if too_short(
+                quarantine,
+                f"{DATASET}/{split}/{key}",
+                path3d,
+                "Pose",
+                rows.size,
+                rules.min_length,
+                rule="min_length",
+                unit=SUBSAMPLED,
+            ):
                 continue
             digest = hashlib.sha256(joints3d.tobytes() + joints2d.tobytes())
             digest.update(f"{video.name}:{video.stat().st_size}".encode())

@@ -26,7 +26,7 @@ import scipy.io
 
 from pipeline.bbox import extent_bbox
 from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord
-from pipeline.datasets.skips import reject, reject_error
+from pipeline.datasets.skips import reject, reject_error, too_short
 from pipeline.datasets.video import probe_video
 from pipeline.joints import SPIN_INDEX, to_spin49
 from storage.errors import FormatError, MissingFileError
@@ -183,12 +183,17 @@ def _records(
         )  # fmt: skip
     for number, rows in enumerate(_segments(keep)):
         name = f"{track.key}_seg{number}"
-        if rows.size < rules.min_length:
-            if quarantine is not None:
-                quarantine.add(
-                    f"{DATASET}/{track.split}/{name}", track.source, "frames",
-                    f"segment of {rows.size} frames is shorter than {rules.min_length}",
-                )  # fmt: skip
+        key = f"{DATASET}/{track.split}/{name}"
+        if too_short(
+            quarantine,
+            key,
+            track.source,
+            "frames",
+            rows.size,
+            rules.min_length,
+            rule="min_length",
+            unit="frames in the segment",
+        ):
             continue
         j2d = track.joints2d[rows].astype(np.float32)
         j3d = track.joints3d[rows] - track.joints3d[rows, _PELVIS : _PELVIS + 1]

@@ -28,6 +28,7 @@ import scipy.io
 from pipeline.bbox import extent_bbox
 from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord, no_3d_labels
 from pipeline.datasets.segments import runs
+from pipeline.datasets.skips import too_short
 from pipeline.joints import PENN_ACTION_LABELLINGS, to_spin49
 from storage.errors import FormatError, MissingFileError
 from storage.hashing import hash_files
@@ -150,10 +151,8 @@ def _video(
         )
     for start, stop in runs(boxed):
         name = path.stem if boxed.all() else f"{path.stem}_seg{start}"
-        if stop - start < rules.min_frames:
-            if quarantine is not None:
-                quarantine.add(f"{DATASET}/{split}/{name}/person0", path, "nframes",
-                               f"{stop - start} frames < min_frames {rules.min_frames}")  # fmt: skip
+        key = f"{DATASET}/{split}/{name}/person0"
+        if too_short(quarantine, key, path, "nframes", stop - start, rules.min_frames):
             continue
         length = stop - start
         record = SequenceRecord(

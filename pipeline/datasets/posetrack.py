@@ -27,13 +27,15 @@ import numpy as np
 
 from pipeline.bbox import extent_bbox
 from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord, no_3d_labels
-from pipeline.datasets.skips import reject
+from pipeline.datasets.skips import reject, too_short
 from pipeline.joints import to_spin49
 from storage.errors import FormatError, MissingFileError
 from storage.hashing import hash_files
 
 DATASET = "posetrack"
 FPS = 30.0
+USABLE = "usable frames"
+"""What a track's length counts (annotations left after filtering), in a short track's skip."""
 CANONICAL_2018 = (
     "nose", "head_bottom", "head_top", "left_ear", "right_ear", "left_shoulder",
     "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip",
@@ -125,7 +127,7 @@ def _video_2018(
         tracks.setdefault(track, []).append((int(image["id"]), keypoints, box))
     for track, rows in sorted(tracks.items()):
         key = f"{DATASET}/{split}/{path.stem}/person{track}"
-        if _too_short(len(rows), key, path, rules, quarantine):
+        if too_short(quarantine, key, path, "track_id", len(rows), rules.min_frames, unit=USABLE):
             continue
         rows.sort(key=lambda row: _frame_number(labelled[row[0]], path))
         keypoints = np.stack([row[1] for row in rows])
@@ -143,19 +145,6 @@ def _video_2018(
         yield _record(split, path.stem, track, images,
                       [_frame_number(labelled[row[0]], path) for row in rows],
                       joints2d, bbox, path, rules, f"{track}")  # fmt: skip
-
-
-def _too_short(
-    frames: int, key: str, path: Path, rules: PoseTrackRules, quarantine: Quarantine | None
-) -> bool:
-    """A track with fewer usable frames than `min_frames` is left out (recorded, never raised)."""
-    if frames >= rules.min_frames:
-        return False
-    if quarantine is not None:
-        quarantine.add(
-            key, path, "track_id", f"{frames} usable frames < min_frames {rules.min_frames}"
-        )
-    return True
 
 
 def _images_missing(
@@ -267,7 +256,7 @@ def _video_2017(
         raise FormatError(f"{path}: field image/annorect malformed ({error})") from error
     for track, rows in sorted(tracks.items()):
         key = f"posetrack2017/{split}/{path.stem}/person{track}"
-        if _too_short(len(rows), key, path, rules, quarantine):
+        if too_short(quarantine, key, path, "track_id", len(rows), rules.min_frames, unit=USABLE):
             continue
         keypoints = np.stack([row[2] for row in rows])
         joints2d, _ = to_spin49(keypoints, "posetrack2017")

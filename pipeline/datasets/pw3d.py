@@ -30,7 +30,7 @@ from model.smpl import SMPL
 from pipeline.bbox import smooth_bbox
 from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord
 from pipeline.datasets.segments import runs
-from pipeline.datasets.skips import reject_error
+from pipeline.datasets.skips import reject_error, too_short
 from pipeline.joints import SPIN_INDEX, to_spin49
 from storage.errors import FormatError, MissingFileError
 from storage.hashing import hash_files
@@ -226,14 +226,7 @@ def _person(
     for number, (start, stop) in enumerate(runs(keep)):
         name = sequence if keep.all() else f"{sequence}_seg{number}"
         seg_key = f"{DATASET}/{split}/{name}/person{person}"
-        if stop - start < rules.min_frames:
-            if quarantine is not None:
-                quarantine.add(
-                    seg_key,
-                    path,
-                    "frames",
-                    f"{stop - start} frames < min_frames {rules.min_frames}",
-                )
+        if too_short(quarantine, seg_key, path, "frames", stop - start, rules.min_frames):
             continue
         missing = [str(p) for p in images[start:stop] if not p.is_file()]
         if missing:

@@ -22,6 +22,28 @@ def reject(
     quarantine.add(key, file, field, reason)
 
 
+def too_short(
+    quarantine: Quarantine | None,
+    key: str,
+    file: Path | str,
+    field: str,
+    frames: int,
+    minimum: int,
+    rule: str = "min_frames",
+    unit: str = "frames",
+) -> bool:
+    """Whether a run has fewer than `minimum` frames; if so it is left out and recorded.
+
+    Short runs are normal (after subsampling, between invisible frames), so this never
+    raises, even without a quarantine. `rule` names the reader rule that sets `minimum`.
+    """
+    if frames >= minimum:
+        return False
+    if quarantine is not None:
+        quarantine.add(key, file, field, f"{frames} {unit} < {rule} {minimum}")
+    return True
+
+
 def reject_error(
     quarantine: Quarantine | None, key: str, file: Path | str, field: str, error: Exception
 ) -> None:

@@ -125,7 +125,7 @@ def test_test_set_is_matlab_73_with_valid_frames(sample: dict) -> None:
     )
     np.testing.assert_allclose(record.joints2d[0, SPIN["rwrist"], :2], truth["joints2d"][11, 4])
     assert [s.reason for s in quarantine.skips if s.field == "frames"] == [
-        "segment of 10 frames is shorter than 16"
+        "10 frames in the segment < min_length 16"
     ]
 
 
