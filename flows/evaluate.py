@@ -13,20 +13,25 @@ from flows.artifacts import artifact_key
 @flow(name="evaluate", log_prints=True)
 def evaluate(
     checkpoint: Path = Path("runs/train/best.pt"),
-    group: str = "3dpw/test/clean",
+    group: str | None = None,
     store: str | None = None,
     out_dir: Path = Path("runs/evaluate"),
     protocol: str = "tcmr",
     filter_name: str = "none",
     device: str | None = None,
 ) -> dict[str, str]:
-    """Evaluate `checkpoint` (ours or official) on `group`; write metrics and report files."""
+    """Evaluate `checkpoint` (ours or official) on `group` (default: the store's only
+    3dpw/test group); write metrics and report files."""
+    from model.evaluate import DEFAULT_EVAL_PREFIX
     from model.evaluate import evaluate as run_evaluation
+    from storage.reader import only_group
     from storage.settings import get_settings
 
+    store = store or get_settings().store
+    group = group or only_group(store, DEFAULT_EVAL_PREFIX)
     result = run_evaluation(
         Path(checkpoint),
-        store or get_settings().store,
+        store,
         group,
         Path(out_dir),
         protocol=protocol,

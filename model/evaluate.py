@@ -65,6 +65,8 @@ MPII3D_TEST_IN_SPIN: tuple[int, ...] = (
 """SPIN indices of the 17 `mpii3d_test` joints (headtop ... hip, Spine, Head)."""
 MPII3D_PELVIS = 14
 """`hip`, index -3 of the 17 `mpii3d_test` joints."""
+DEFAULT_EVAL_PREFIX = "3dpw/test/"
+"""Where evaluation looks when no group is named: the paper's main test set."""
 SMPL_CHUNK = 512
 
 

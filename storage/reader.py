@@ -523,6 +523,24 @@ def store_groups(root: str | Location, storage_options: dict[str, Any] | None = 
     return location(root, storage_options).groups()
 
 
+def only_group(
+    root: str | Location, prefix: str, storage_options: dict[str, Any] | None = None
+) -> str:
+    """The one store group below `root` whose name starts with `prefix` (e.g. `3dpw/test/`).
+
+    For a command or flow whose group may be left out: with none or several such groups,
+    a StoreError names those found and asks for the group by name.
+    """
+    loc = location(root, storage_options)
+    groups = loc.groups()
+    matching = [g for g in groups if g.startswith(prefix)]
+    if len(matching) == 1:
+        return matching[0]
+    found = ", ".join(matching or groups) or "none"
+    which = "several" if matching else "no"
+    raise StoreError(f"{loc.root}: {which} {prefix}* store groups ({found}); name one with --group")
+
+
 def content_hashes(
     root: str | Location, group: str, storage_options: dict[str, Any] | None = None
 ) -> dict[tuple[str, int], str]:

@@ -15,23 +15,6 @@ from flows.commands.options import (
     torch_device,
 )
 
-DEFAULT_EVAL_PREFIX = "3dpw/test/"
-"""Where `tcmr evaluate` looks when no group is named: the paper's main test set."""
-
-
-def _only_group(root: str, prefix: str) -> str:
-    """The one store group under `root` whose name starts with `prefix`; else say which exist."""
-    from storage.errors import TcmrError
-    from storage.reader import store_groups
-
-    groups = store_groups(root)
-    matching = [g for g in groups if g.startswith(prefix)]
-    if len(matching) == 1:
-        return matching[0]
-    found = ", ".join(matching or groups) or "none"
-    which = "several" if matching else "no"
-    raise TcmrError(f"{root}: {which} {prefix}* store groups ({found}); name one with --group")
-
 
 def register(app: typer.Typer) -> None:
     """Add the training and evaluation commands to the `tcmr` app."""
@@ -98,12 +81,13 @@ def register(app: typer.Typer) -> None:
         plot_sequence: str | None = typer.Option(None, help="Sequence to plot (default: longest)."),
     ) -> None:
         """Evaluate with the exact TCMR protocol (or VIBE's) and write the reports."""
-        from model.evaluate import evaluate
+        from model.evaluate import DEFAULT_EVAL_PREFIX, evaluate
+        from storage.reader import only_group
         from storage.settings import get_settings
 
         settings = get_settings()
         root = store_root(store, existing=True)
-        group = group or _only_group(root, DEFAULT_EVAL_PREFIX)
+        group = group or only_group(root, DEFAULT_EVAL_PREFIX)
         result = evaluate(
             checkpoint,
             root,
