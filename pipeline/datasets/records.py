@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from storage.layout import NUM_JOINTS
+
 
 @dataclass(frozen=True)
 class RecordValue:
@@ -121,7 +123,7 @@ def no_3d_labels(length: int) -> dict[str, np.ndarray]:
     (InstaVariety, Penn Action, PoseTrack).
     """
     return {
-        "joints3d": np.zeros((length, 49, 4), np.float32),
+        "joints3d": np.zeros((length, NUM_JOINTS, 4), np.float32),
         "pose": np.zeros((length, 72), np.float32),
         "shape": np.zeros((length, 10), np.float32),
         "has_smpl": np.zeros(length, bool),
