@@ -7,8 +7,12 @@ release layout under `out/<folder>/`; the main-job command and the tests read it
 from __future__ import annotations
 
 import importlib
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
+
+STAGING_PREFIX = ".sample-staging-"
 
 # dataset -> (writer module, writer function, folders it writes under `out`).
 WRITERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -42,6 +46,29 @@ def sample_folders(out: Path) -> dict[str, Path]:
 
 
 def write_sample_data(out: Path, seed: int = 0) -> dict[str, Path]:
-    """Write the whole sample; returns each dataset folder (and `base_data`) by name."""
-    write_sample(out, seed)
+    """Write the whole sample; returns each dataset folder (and `base_data`) by name.
+
+    The sample is written into a hidden staging folder under `out`, then each dataset folder
+    is swapped into place: an interrupted run leaves every folder either as it was or whole,
+    never half-written. Staging left by an interrupted run is removed at the next one.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for leftover in out.glob(f"{STAGING_PREFIX}*"):
+        shutil.rmtree(leftover)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
+    try:
+        write_sample(staging / "new", seed)
+        for name, folder in sample_folders(staging / "new").items():
+            _swap_in(folder, out / name, staging / "old" / name)
+    finally:
+        shutil.rmtree(staging)
     return sample_folders(out)
+
+
+def _swap_in(new: Path, target: Path, trash: Path) -> None:
+    """Put `new` at `target` by renames; an earlier `target` goes to `trash` (removed later)."""
+    if target.exists():
+        trash.parent.mkdir(parents=True, exist_ok=True)
+        target.rename(trash)
+    new.rename(target)

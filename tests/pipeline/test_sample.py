@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from typer.testing import CliRunner
 
 from flows.cli import app
-from pipeline.sample import WRITERS, sample_folders
+from pipeline.sample import STAGING_PREFIX, WRITERS, sample_folders, write_sample_data
 
 
 def test_sample_has_every_dataset_and_base_data(
@@ -41,3 +45,40 @@ def test_sample_folders_are_the_release_layouts(sample_dir: Path, sample_truth: 
 def test_cli_has_sample_data_command() -> None:
     result = CliRunner().invoke(app, ["sample-data", "--help"])
     assert result.exit_code == 0 and "OUT" in result.output and "--seed" in result.output
+
+
+def _listing(folder: Path) -> dict[str, bytes]:
+    """Every file of the sample under `folder`, staging left out, with its bytes."""
+    files = (f for f in folder.rglob("*") if f.is_file())
+    return {
+        str(f.relative_to(folder)): f.read_bytes()
+        for f in files
+        if not f.relative_to(folder).parts[0].startswith(STAGING_PREFIX)
+    }
+
+
+def test_killed_sample_data_keeps_the_earlier_sample_whole(tmp_path: Path) -> None:
+    out = tmp_path / "sample"
+    write_sample_data(out, seed=1)
+    (out / "3DPW" / "notes.txt").write_text("mine")
+    before = _listing(out)
+
+    tcmr = Path(sys.executable).with_name("tcmr")
+    process = subprocess.Popen([str(tcmr), "sample-data", str(out), "--seed", "2"])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        staged = [p for p in out.glob(f"{STAGING_PREFIX}*/new/*") if p.name == "3DPW"]
+        if staged:
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "sample-data finished before it was killed"
+    assert _listing(out) == before
+    assert list(out.glob(f"{STAGING_PREFIX}*"))
+
+    folders = write_sample_data(out, seed=2)
+    assert not list(out.glob(f"{STAGING_PREFIX}*"))
+    assert not (out / "3DPW" / "notes.txt").exists()  # each folder is replaced whole
+    assert sorted(p.name for p in out.iterdir()) == sorted(folders)
+    assert _listing(out) != before
