@@ -81,3 +81,34 @@ def test_a_killed_build_reruns_to_completion(
     assert rerun.returncode == 0, rerun.stderr
     assert "built, 2 sequences, 38 frames" in rerun.stdout
     assert len(open_store(str(tmp_path), "pennaction/train/clean")) == 38
+
+
+def test_ctrl_c_stops_a_build_cleanly_and_the_rerun_completes(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    args = [
+        "build-features", "pennaction", "--split", "train", "--device", "cpu",
+        "--batch-size", "4", "--data-root", str(penn_sample(tmp_path_factory)),
+        "--store", str(tmp_path), "--workers", "2", "--shard-frames", "20",
+    ]  # fmt: skip
+    group = tmp_path / "pennaction" / "train" / "clean"
+    # Its own process group, as a terminal's foreground job: Ctrl-C reaches every process in it.
+    build = subprocess.Popen(
+        [*TCMR, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not (group / "segments").exists() and build.poll() is None:
+        assert time.monotonic() < deadline, "the build never started writing"
+        time.sleep(0.05)
+    os.killpg(build.pid, signal.SIGINT)
+    _, stderr = build.communicate(timeout=60)
+    pointer_after_interrupt = read_pointer(location(str(tmp_path)), "pennaction/train/clean")
+    rerun = tcmr(*args)
+
+    assert build.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert pointer_after_interrupt is None
+    assert rerun.returncode == 0, rerun.stderr
+    assert "built, 2 sequences, 38 frames" in rerun.stdout
+    assert len(open_store(str(tmp_path), "pennaction/train/clean")) == 38
