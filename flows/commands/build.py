@@ -31,7 +31,12 @@ VocRoot = Annotated[
 Seed = Annotated[int, typer.Option(help="Seed of the occlusion augmentation.")]
 Checkpoint = Annotated[
     Path | None,
-    typer.Option(help="SPIN checkpoint; default: spin_model_checkpoint.pth.tar in the base data."),
+    typer.Option(
+        "--spin-checkpoint",
+        "--checkpoint",
+        help="SPIN checkpoint (the backbone, not a TCMR model); default: "
+        "spin_model_checkpoint.pth.tar in the base data.",
+    ),
 ]
 BatchSize = Annotated[int, typer.Option(min=1, help="Crops per backbone batch.")]
 Workers = Annotated[int, typer.Option(min=1, help="Threads extracting shards in parallel.")]

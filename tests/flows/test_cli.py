@@ -129,7 +129,7 @@ MISTAKES = {
         "Invalid value for DATASETS: unknown dataset(s) foo; known: 3dpw",
     ),
     "unknown split": (
-        "build-features 3dpw --split tset --root {tmp} --checkpoint {tmp}/model.pt --store {tmp}/s"
+        "build-features 3dpw --split tset --root {tmp} --spin-checkpoint {tmp}/model.pt --store {tmp}/s"
         " --device cpu",
         "3DPW split must be one of train, validation, val, test, got 'tset' (field `split`)",
     ),
