@@ -57,14 +57,19 @@ def test_missing_root_is_one_clear_line(tmp_path: Path) -> None:
     ]
 
 
+def slow_build_args(data_root: Path, store: Path) -> list[str]:
+    """A build of two sequences in small batches and shards: slow enough to stop midway."""
+    return [
+        "build-features", "pennaction", "--split", "train", "--device", "cpu",
+        "--batch-size", "4", "--data-root", str(data_root),
+        "--store", str(store), "--workers", "2", "--shard-frames", "20",
+    ]  # fmt: skip
+
+
 def test_a_killed_build_reruns_to_completion(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
-    args = [
-        "build-features", "pennaction", "--split", "train", "--device", "cpu",
-        "--batch-size", "4", "--data-root", str(penn_sample(tmp_path_factory)),
-        "--store", str(tmp_path), "--workers", "2", "--shard-frames", "20",
-    ]  # fmt: skip
+    args = slow_build_args(penn_sample(tmp_path_factory), tmp_path)
     group = tmp_path / "pennaction" / "train" / "clean"
     build = subprocess.Popen([*TCMR, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
@@ -86,11 +91,7 @@ def test_a_killed_build_reruns_to_completion(
 def test_ctrl_c_stops_a_build_cleanly_and_the_rerun_completes(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
-    args = [
-        "build-features", "pennaction", "--split", "train", "--device", "cpu",
-        "--batch-size", "4", "--data-root", str(penn_sample(tmp_path_factory)),
-        "--store", str(tmp_path), "--workers", "2", "--shard-frames", "20",
-    ]  # fmt: skip
+    args = slow_build_args(penn_sample(tmp_path_factory), tmp_path)
     group = tmp_path / "pennaction" / "train" / "clean"
     # Its own process group, as a terminal's foreground job: Ctrl-C reaches every process in it.
     build = subprocess.Popen(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tiny_train import write_train_stores
 
 from model.smpl import SMPL
 from pipeline.sample.base_data import write_base_data
@@ -26,3 +27,9 @@ def smpl(base_data: Path) -> SMPL:
         base_data / "J_regressor_extra.npy",
         base_data / "J_regressor_h36m.npy",
     )
+
+
+@pytest.fixture(scope="session")
+def train_stores(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The groups `tiny_train.tiny_train_config` trains and validates on."""
+    return write_train_stores(tmp_path_factory.mktemp("train_stores"))

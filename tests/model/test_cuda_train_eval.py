@@ -6,20 +6,19 @@ checkpoints and random state moved between devices, and the same numbers from ei
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from tiny_train import step_losses, tiny_train_config
 
 from model.config import ModelConfig
 from model.evaluate import evaluate
 from model.infer import TrackInput, predict_tracks
 from model.smpl import SMPL
 from model.tcmr import TCMR
-from model.train import DatasetSpec, TrainConfig, ValidationSpec, train
-from pipeline.sample.store import write_sample_store
+from model.train import train
 from storage.settings import Settings
 
 GPU = "cuda"
@@ -30,49 +29,18 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def stores(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("stores")
-    write_sample_store(root, "insta/train/base", [20, 18], seed=1, with_3d=False, with_smpl=False)
-    write_sample_store(root, "3dpw/train/base", [24], seed=2)
-    write_sample_store(root, "3dpw/test/base", [17, 23], seed=4)
-    return root
-
-
-def tiny_config(stores: Path) -> TrainConfig:
-    return TrainConfig(
-        title="cuda",
-        store=str(stores),
-        epochs=2,
-        iterations_per_epoch=3,
-        batch_2d=2,
-        batch_3d=2,
-        stride=1,
-        num_workers=0,
-        model={"hidden_size": 16, "n_layers": 1, "attention_size": 8},
-        datasets_2d=[DatasetSpec(group="insta/train/base", use_smpl=False, use_3d=False)],
-        datasets_3d=[DatasetSpec(group="3dpw/train/base")],
-        validation=ValidationSpec(group="3dpw/test/base", dataset="3dpw", max_windows=8),
-    )
-
-
-def step_losses(out: Path) -> dict[int, float]:
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return {row["step"]: row["loss_total"] for row in rows if row["kind"] == "step"}
-
-
 def test_training_on_cuda_resumes_and_its_checkpoint_scores_alike_on_both_devices(
-    stores: Path, base_data: Path, tmp_path: Path
+    train_stores: Path, base_data: Path, tmp_path: Path
 ) -> None:
     settings = Settings(base_data=base_data, device=GPU)
-    full = train(tiny_config(stores), tmp_path / "full", settings, progress=False)
+    full = train(tiny_train_config(train_stores), tmp_path / "full", settings, progress=False)
     losses = step_losses(tmp_path / "full")
     assert full.steps == 6 and sorted(losses) == [1, 2, 3, 4, 5, 6]
     assert all(np.isfinite(v) for v in losses.values())
 
     part = tmp_path / "part"
-    train(tiny_config(stores), part, settings, progress=False, max_steps=4)
-    train(tiny_config(stores), part, settings, resume=part / "last.pt", progress=False)
+    train(tiny_train_config(train_stores), part, settings, progress=False, max_steps=4)
+    train(tiny_train_config(train_stores), part, settings, resume=part / "last.pt", progress=False)
     resumed = step_losses(part)
     # The CUDA random state travels in the checkpoint; cuDNN's GRU kernels may reorder sums.
     for step in (5, 6):
@@ -81,15 +49,15 @@ def test_training_on_cuda_resumes_and_its_checkpoint_scores_alike_on_both_device
     scores = {
         device: evaluate(
             full.last_checkpoint,
-            str(stores),
-            "3dpw/test/base",
+            str(train_stores),
+            "3dpw/val/base",
             tmp_path / device,
             settings=settings,
             device=device,
         ).metrics
         for device in ("cpu", GPU)
     }
-    assert scores[GPU]["frames"] == scores["cpu"]["frames"] == 40
+    assert scores[GPU]["frames"] == scores["cpu"]["frames"] == 17
     for key in ("mpjpe", "pa_mpjpe", "mpvpe", "accel_error"):
         # TF32 may run the GRU's matmuls on the GPU: about 1e-3 relative.
         assert scores[GPU][key] == pytest.approx(scores["cpu"][key], rel=2e-3, abs=0.05), key

@@ -6,64 +6,21 @@ import json
 from pathlib import Path
 
 import pytest
+from tiny_train import step_losses, tiny_train_config
 
 from model.evaluate import evaluate
-from model.train import (
-    DatasetSpec,
-    TrainConfig,
-    ValidationSpec,
-    load_train_config,
-    train,
-)
-from pipeline.sample.store import write_sample_store
+from model.train import load_train_config, train
 from storage.errors import FormatError
 from storage.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
-TINY_MODEL = {"hidden_size": 16, "n_layers": 1, "attention_size": 8}
-
-
-@pytest.fixture(scope="module")
-def stores(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("stores")
-    write_sample_store(root, "insta/train/base", [20, 18], seed=1, with_3d=False, with_smpl=False)
-    write_sample_store(root, "3dpw/train/base", [24], seed=2)
-    write_sample_store(root, "mpii3d/train/base", [17], seed=3, with_smpl=False)
-    write_sample_store(root, "3dpw/val/base", [17], seed=4)
-    return root
-
-
-def config(stores: Path, **changes) -> TrainConfig:
-    base = TrainConfig(
-        title="test",
-        store=str(stores),
-        epochs=2,
-        iterations_per_epoch=3,
-        batch_2d=2,
-        batch_3d=2,
-        stride=1,
-        num_workers=0,
-        model=TINY_MODEL,
-        datasets_2d=[DatasetSpec(group="insta/train/base", use_smpl=False, use_3d=False)],
-        datasets_3d=[
-            DatasetSpec(group="3dpw/train/base"),
-            DatasetSpec(group="mpii3d/train/base", use_smpl=False),
-        ],
-        validation=ValidationSpec(group="3dpw/val/base", dataset="3dpw", max_windows=8),
-    )
-    return base.model_copy(update=changes)
-
-
-def step_losses(out: Path) -> dict[int, float]:
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return {row["step"]: row["loss_total"] for row in rows if row["kind"] == "step"}
 
 
 def test_train_then_evaluate_and_resume_exactly(
-    stores: Path, base_data: Path, tmp_path: Path
+    train_stores: Path, base_data: Path, tmp_path: Path
 ) -> None:
     settings = Settings(base_data=base_data, device="cpu")
-    full = train(config(stores), tmp_path / "full", settings, progress=False)
+    full = train(tiny_train_config(train_stores), tmp_path / "full", settings, progress=False)
     assert full.steps == 6 and full.epochs_done == 2
     assert full.best_checkpoint is not None and full.last_checkpoint.is_file()
     losses = step_losses(tmp_path / "full")
@@ -74,14 +31,20 @@ def test_train_then_evaluate_and_resume_exactly(
 
     # Interrupted mid-epoch (after step 4 of 6), then resumed: the same next losses.
     part = tmp_path / "part"
-    cut = train(config(stores), part, settings, progress=False, max_steps=4)
+    cut = train(tiny_train_config(train_stores), part, settings, progress=False, max_steps=4)
     assert cut.steps == 4 and cut.epochs_done == 1
-    resumed = train(config(stores), part, settings, resume=part / "last.pt", progress=False)
+    resumed = train(
+        tiny_train_config(train_stores), part, settings, resume=part / "last.pt", progress=False
+    )
     assert resumed.steps == 6
     assert step_losses(part) == losses  # bit-identical on CPU, log rewritten without repeats
 
     metrics = evaluate(
-        full.best_checkpoint, str(stores), "3dpw/val/base", tmp_path / "eval", settings=settings
+        full.best_checkpoint,
+        str(train_stores),
+        "3dpw/val/base",
+        tmp_path / "eval",
+        settings=settings,
     ).metrics
     assert metrics["frames"] == 17 and metrics["mpjpe"] > 0
 
