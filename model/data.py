@@ -105,7 +105,13 @@ class WindowDataset(Dataset):
 
 
 class EvalDataset(Dataset):
-    """One window per evaluated frame: `protocol` "tcmr" (evaluate.py) or "vibe" (validation)."""
+    """One window per evaluated frame: `protocol` "tcmr" (evaluate.py) or "vibe" (validation).
+
+    `read_batch` reads many windows at once, each frame row once: evaluation windows overlap
+    by 15 frames, so a batch of B windows of a sequence needs only B + 15 feature rows, and
+    the model input `frames[window_rows]` is gathered on the device. Indexing gives one
+    window as the official sample (features [16, 2048] ... instance_id).
+    """
 
     def __init__(self, store: Store, protocol: str = "tcmr") -> None:
         if protocol not in ("tcmr", "vibe"):
@@ -123,28 +129,59 @@ class EvalDataset(Dataset):
     def __len__(self) -> int:
         return len(self.windows)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str | int]:
-        rows = self.windows[index]
-        row = rows[MID_FRAME : MID_FRAME + 1]
+    def read_batch(self, index: np.ndarray) -> dict[str, torch.Tensor]:
+        """Windows `index`: their distinct frame rows (`frames`, the store's dtype), each
+        window as row positions in them (`window_rows` [B, 16]), and the evaluated frames'
+        labels (theta [B, 85], kp_3d [B, 49, 3], kp_3d_valid, w_smpl, valid, bbox,
+        frame_row, sequence)."""
         store = self.store
-        seq = store.sequences[int(self.sequence[index])]
-        frame = int(store.rows("frame_index", row)[0])
-        kp_3d = store.rows("joints3d", row)[0]
-        sample: dict[str, torch.Tensor | str | int] = {
-            "features": torch.from_numpy(store.rows("features", rows).astype(np.float32)),
-            "theta": torch.from_numpy(
-                make_theta(store.rows("pose", row), store.rows("shape", row))[0]
-            ),
-            "kp_3d": torch.from_numpy(np.ascontiguousarray(kp_3d[:, :3])),
-            "kp_3d_valid": torch.from_numpy(kp_3d[:, 3] > 0),
-            "w_smpl": torch.from_numpy(store.rows("has_smpl", row))[0],
-            "valid": torch.from_numpy(store.rows("valid", row))[0],
-            "bbox": torch.from_numpy(store.rows("bbox", row)[0]),
-            "instance_id": f"{seq.name}_{frame:06d}",
-            "frame_row": int(row[0]),
-            "sequence": int(self.sequence[index]),
+        windows = self.windows[index]
+        rows, window_rows = np.unique(windows, return_inverse=True)
+        mids = windows[:, MID_FRAME]
+        kp_3d = store.rows("joints3d", mids)
+        batch = {
+            "frames": store.rows("features", rows),
+            "window_rows": window_rows.reshape(windows.shape),
+            "theta": make_theta(store.rows("pose", mids), store.rows("shape", mids)),
+            "kp_3d": kp_3d[..., :3],
+            "kp_3d_valid": kp_3d[..., 3] > 0,
+            "w_smpl": store.rows("has_smpl", mids),
+            "valid": store.rows("valid", mids),
+            "bbox": store.rows("bbox", mids),
+            "frame_row": mids,
+            "sequence": self.sequence[index],
         }
+        return {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in batch.items()}
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str | int]:
+        batch = self.read_batch(np.array([index]))
+        seq = self.store.sequences[int(batch["sequence"][0])]
+        frame = int(self.store.rows("frame_index", batch["frame_row"].numpy())[0])
+        sample: dict[str, torch.Tensor | str | int] = {
+            key: value[0] for key, value in batch.items() if key not in ("frames", "window_rows")
+        }
+        sample["features"] = batch["frames"][batch["window_rows"][0]].float()
+        sample["instance_id"] = f"{seq.name}_{frame:06d}"
+        sample["frame_row"] = int(sample["frame_row"])
+        sample["sequence"] = int(sample["sequence"])
         return sample
+
+
+class EvalBatches(Dataset):
+    """Batches of an `EvalDataset`'s first `limit` windows, in order: a DataLoader with
+    `batch_size=None` runs `read_batch` in its workers."""
+
+    def __init__(self, data: EvalDataset, batch_size: int, limit: int | None = None) -> None:
+        self.data = data
+        self.batch_size = batch_size
+        self.count = len(data) if limit is None else min(limit, len(data))
+
+    def __len__(self) -> int:
+        return -(-self.count // self.batch_size)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        start = index * self.batch_size
+        return self.data.read_batch(np.arange(start, min(start + self.batch_size, self.count)))
 
 
 class ChunkShuffleSampler(Sampler[int]):

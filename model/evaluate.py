@@ -39,14 +39,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from model.checkpoint import load_model
-from model.data import EvalDataset, worker_context
+from model.data import EvalBatches, EvalDataset, worker_context
 from model.filters import FILTERS, apply_filter
 from model.metrics import (
+    M_TO_MM,
     accel_error,
     accel_error_sequence,
     align_by_pelvis,
     mpjpe,
-    mpvpe,
     pa_mpjpe,
 )
 from model.smpl import SMPL
@@ -135,6 +135,11 @@ def _select(joints: torch.Tensor, index: tuple[int, ...] | None) -> torch.Tensor
     return joints if index is None else joints[:, list(index)]
 
 
+def _vertex_errors(pred_verts: torch.Tensor, gt_verts: torch.Tensor) -> torch.Tensor:
+    """Per-frame MPVPE (N,) in mm (`metrics.mpvpe`) on the meshes' device: they stay there."""
+    return torch.linalg.vector_norm(pred_verts - gt_verts, dim=-1).mean(dim=-1) * M_TO_MM
+
+
 def predict_frames(
     model: TCMR,
     dataset: EvalDataset,
@@ -142,41 +147,45 @@ def predict_frames(
     batch_size: int = 256,
     device: str = "cpu",
     num_workers: int = 0,
+    limit: int | None = None,
 ) -> FramePredictions:
-    """Run the model on every evaluation window: mid-frame outputs and their ground truth."""
+    """Run the model on every evaluation window (the first `limit`): mid-frame outputs and
+    their ground truth.
+
+    Each batch moves its distinct frames to the device once and gathers the windows there;
+    outputs stay on the device until the end, so no batch waits on a copy back.
+    """
     smpl = model.smpl
     loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
+        EvalBatches(dataset, batch_size, limit),
+        batch_size=None,
         num_workers=num_workers,
         multiprocessing_context=worker_context(num_workers),
         pin_memory=device.startswith("cuda"),
     )
-    parts: dict[str, list[np.ndarray]] = {}
+    parts: dict[str, list[torch.Tensor]] = {}
 
-    def keep(name: str, value: torch.Tensor | np.ndarray) -> None:
-        array = value.detach().float().cpu().numpy() if torch.is_tensor(value) else value
-        parts.setdefault(name, []).append(array)
+    def keep(name: str, value: torch.Tensor) -> None:
+        parts.setdefault(name, []).append(value)
 
     model.eval()
     with torch.inference_mode():
         for batch in loader:
-            features = batch["features"].to(device, non_blocking=True)
+            frames = batch["frames"].to(device, non_blocking=True).float()
+            features = frames[batch["window_rows"].to(device, non_blocking=True)]
             out, scores = model(features, is_train=False, j14=rule.j14)
-            gt_theta = batch["theta"].to(device)
-            keep("sequence", batch["sequence"].numpy())
+            gt_theta = batch["theta"].to(device, non_blocking=True)
+            keep("sequence", batch["sequence"])
             keep("pred_joints", _select(out["kp_3d"], rule.pred_index))
             keep("gt_joints", batch["kp_3d"][:, list(rule.gt_index)])
-            keep("valid", batch["valid"].numpy().astype(bool))
+            keep("valid", batch["valid"].bool())
             keep("rotmat", out["rotmat"])
             keep("betas", out["theta"][:, 75:85])
             keep("gt_theta", gt_theta)
             keep("scores", scores)
             if rule.has_mpvpe:
-                gt_verts = _gt_vertices(smpl, gt_theta)
-                keep("mpvpe", mpvpe(out["verts"].cpu().numpy(), gt_verts.cpu().numpy()))
-    arrays = {name: np.concatenate(values) for name, values in parts.items()}
+                keep("mpvpe", _vertex_errors(out["verts"], _gt_vertices(smpl, gt_theta)))
+    arrays = {name: torch.cat(values).cpu().numpy() for name, values in parts.items()}
     return FramePredictions(**arrays)
 
 
@@ -201,8 +210,9 @@ def filter_predictions(
             joints.append(_select(kp, rule.pred_index).cpu().numpy())
             if rule.has_mpvpe:
                 gt_theta = torch.from_numpy(frames.gt_theta[lo : lo + SMPL_CHUNK]).to(device)
-                gt_verts = _gt_vertices(smpl, gt_theta).cpu().numpy()
-                errors.append(mpvpe(body.vertices.cpu().numpy(), gt_verts))
+                errors.append(
+                    _vertex_errors(body.vertices, _gt_vertices(smpl, gt_theta)).cpu().numpy()
+                )
     return FramePredictions(
         sequence=frames.sequence,
         pred_joints=np.concatenate(joints),

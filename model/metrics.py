@@ -55,11 +55,6 @@ def pa_mpjpe(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return mpjpe(compute_similarity_transform(pred, gt), gt)
 
 
-def mpvpe(pred_verts: np.ndarray, gt_verts: np.ndarray) -> np.ndarray:
-    """Per-frame mean vertex error (N,) in mm, without any alignment (both at the SMPL origin)."""
-    return mpjpe(pred_verts, gt_verts)
-
-
 def accel_error_sequence(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Acceleration error (N-2,) in mm/frame² of one sequence's pelvis-aligned joints (N,J,3)."""
     pred = np.asarray(pred, dtype=np.float64)

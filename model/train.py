@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from torch.utils.data import Sampler, Subset
+from torch.utils.data import Sampler
 
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.config import ModelConfig, target_frames
@@ -268,13 +268,12 @@ def validate(
     model: TCMR, spec: ValidationSpec, root: str, device: str, num_workers: int = 0
 ) -> dict[str, Any]:
     """Validation metrics (PA-MPJPE drives the scheduler and the best checkpoint)."""
-    data: Any = EvalDataset(open_store(root, spec.group), spec.protocol)
-    store = data.store
-    if spec.max_windows is not None and spec.max_windows < len(data):
-        data = Subset(data, range(spec.max_windows))
+    data = EvalDataset(open_store(root, spec.group), spec.protocol)
     rule = joint_rule(spec.dataset)
-    frames = predict_frames(model, data, rule, spec.batch_size, device, num_workers)
-    return score(frames, rule, spec.protocol, sequence_names(store)).summary
+    frames = predict_frames(
+        model, data, rule, spec.batch_size, device, num_workers, limit=spec.max_windows
+    )
+    return score(frames, rule, spec.protocol, sequence_names(data.store)).summary
 
 
 def train(

@@ -10,6 +10,7 @@ import torch
 
 from model.data import (
     ChunkShuffleSampler,
+    EvalBatches,
     EvalDataset,
     MixedBatchSampler,
     WindowDataset,
@@ -99,6 +100,26 @@ def test_eval_sample_one_window_per_frame(tmp_path: Path) -> None:
     assert item["features"][8, 0] == 11 and 3 not in item["features"][:, 0].tolist()
     assert dataset[19]["instance_id"] == "seq2_001000" and dataset[19]["sequence"] == 2
     assert len(EvalDataset(store, "vibe")) == 16 + 16
+
+
+def test_eval_batches_read_each_frame_once_and_rebuild_every_window(tmp_path: Path) -> None:
+    build(tmp_path, "3dpw/test/base", [20, 5, 18], with_3d=True)
+    store = open_store(str(tmp_path), "3dpw/test/base")
+    dataset = EvalDataset(store, "tcmr")
+    batches = EvalBatches(dataset, batch_size=15, limit=31)
+    assert len(batches) == 3
+    read = [batches[i] for i in range(len(batches))]
+    assert [len(batch["sequence"]) for batch in read] == [15, 15, 1]
+    second = read[1]  # windows 15..29: the end of seq0 and the start of seq2, across the edge
+    rows = second["frames"][:, 0].tolist()
+    assert len(rows) == len(set(zip(rows, second["frames"][:, 1].tolist(), strict=True)))
+    for k, index in enumerate(range(15, 30)):
+        expected = store.rows("features", dataset.windows[index])
+        np.testing.assert_array_equal(second["frames"][second["window_rows"][k]].numpy(), expected)
+        mid = dataset.windows[index][8]
+        assert second["frame_row"][k] == mid and second["sequence"][k] == dataset.sequence[index]
+        np.testing.assert_allclose(second["theta"][k, 3:75].numpy(), store.rows("pose", [mid])[0])
+    assert second["sequence"].tolist() == [0] * 4 + [2] * 11
 
 
 def test_chunk_shuffle_covers_every_window_locally() -> None:
