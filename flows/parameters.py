@@ -6,6 +6,7 @@ which is what `prefect.yaml`'s deployments and `tcmr demo` run with.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -15,6 +16,10 @@ from pipeline.build import CHECKPOINT_NAME, READERS, BuildRequest, variant_name
 from storage.reader import store_groups
 from storage.schema import SHARD_ROWS
 from storage.settings import get_settings
+
+BATCH_SIZE = {"cuda": 256, "cpu": 32}
+"""Default crops per backbone batch by device type: a GPU needs large batches to be busy."""
+CPU_DECODE_THREADS = 2
 
 DatasetName = Literal["3dpw", "mpii3d", "h36m", "insta", "pennaction", "posetrack"]
 SAMPLE_ROOT = Path("data/sample")
@@ -50,8 +55,11 @@ class FeatureRecipe(_Params):
     checkpoint: Path | None = None
     """SPIN checkpoint; default `<base_data>/spin_model_checkpoint.pth.tar`."""
     device: str = "auto"
-    batch_size: int = Field(32, ge=1)
-    num_decode_threads: int = Field(2, ge=1)
+    batch_size: int | None = Field(None, ge=1)
+    """Crops per backbone batch; default 256 on CUDA, 32 on CPU."""
+    num_decode_threads: int | None = Field(None, ge=1)
+    """Threads decoding and cropping frames; default every core on CUDA, 2 on CPU (where the
+    backbone's own threads need the cores)."""
 
     @property
     def variant(self) -> str:
@@ -99,6 +107,9 @@ def requests_for(
     device = recipe.device
     if device == "auto":
         device = get_settings(device="auto").torch_device()
+    cuda = device.startswith("cuda")
+    batch_size = recipe.batch_size or BATCH_SIZE["cuda" if cuda else "cpu"]
+    threads = recipe.num_decode_threads or ((os.cpu_count() or 1) if cuda else CPU_DECODE_THREADS)
     return [
         BuildRequest(
             dataset=spec.dataset,
@@ -112,8 +123,8 @@ def requests_for(
             occlusion_seed=recipe.occlusion_seed,
             crop_scale=recipe.crop_scale,
             device=device,
-            batch_size=recipe.batch_size,
-            num_decode_threads=recipe.num_decode_threads,
+            batch_size=batch_size,
+            num_decode_threads=threads,
         )
         for spec in specs
         for split in spec.splits

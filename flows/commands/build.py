@@ -38,7 +38,16 @@ Checkpoint = Annotated[
         "spin_model_checkpoint.pth.tar in the base data.",
     ),
 ]
-BatchSize = Annotated[int, typer.Option(min=1, help="Crops per backbone batch.")]
+BatchSize = Annotated[
+    int | None,
+    typer.Option(min=1, help="Crops per backbone batch; default: 256 on CUDA, 32 on CPU."),
+]
+DecodeThreads = Annotated[
+    int | None,
+    typer.Option(
+        min=1, help="Threads decoding and cropping frames; default: every core on CUDA, 2 on CPU."
+    ),
+]
 Workers = Annotated[int, typer.Option(min=1, help="Threads extracting shards in parallel.")]
 ShardFrames = Annotated[
     int | None, typer.Option(min=1, help="Frames per extraction shard; default: a store shard.")
@@ -52,7 +61,8 @@ def _recipe(
     crop_scale: float | None,
     checkpoint: Path | None,
     device: str | None,
-    batch_size: int,
+    batch_size: int | None,
+    decode_threads: int | None,
 ) -> FeatureRecipe:
     """The feature recipe of both commands' shared options (the flows take it whole)."""
     from flows.parameters import FeatureRecipe
@@ -67,6 +77,7 @@ def _recipe(
         checkpoint=checkpoint,
         device=torch_device(device),
         batch_size=batch_size,
+        num_decode_threads=decode_threads,
     )
 
 
@@ -123,7 +134,8 @@ def register(app: typer.Typer) -> None:
         ),
         checkpoint: Checkpoint = None,
         device: Device = None,
-        batch_size: BatchSize = 32,
+        batch_size: BatchSize = None,
+        decode_threads: DecodeThreads = None,
         workers: Workers = 1,
         shard_frames: ShardFrames = None,
     ) -> None:
@@ -141,7 +153,9 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("--root names one dataset's folder; give one dataset")
         root_of_store = store_root(store)
         specs = [DatasetSpec(dataset=d, splits=split, root=root) for d in datasets]
-        recipe = _recipe(occlusion, voc_root, seed, crop_scale, checkpoint, device, batch_size)
+        recipe = _recipe(
+            occlusion, voc_root, seed, crop_scale, checkpoint, device, batch_size, decode_threads
+        )
         _run(specs, data_root, root_of_store, base_data, recipe, workers, shard_frames)
 
     @app.command("refresh")
@@ -157,7 +171,8 @@ def register(app: typer.Typer) -> None:
         ),
         checkpoint: Checkpoint = None,
         device: Device = None,
-        batch_size: BatchSize = 32,
+        batch_size: BatchSize = None,
+        decode_threads: DecodeThreads = None,
         workers: Workers = 1,
         shard_frames: ShardFrames = None,
     ) -> None:
@@ -165,7 +180,9 @@ def register(app: typer.Typer) -> None:
         from flows.parameters import stored_datasets
 
         store = store_root(store, existing=True)
-        recipe = _recipe(occlusion, voc_root, seed, crop_scale, checkpoint, device, batch_size)
+        recipe = _recipe(
+            occlusion, voc_root, seed, crop_scale, checkpoint, device, batch_size, decode_threads
+        )
         specs = stored_datasets(store, recipe.variant)
         if not specs:
             typer.echo(f"no {recipe.variant} store groups under {store}")

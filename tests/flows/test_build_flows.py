@@ -6,6 +6,7 @@ test adds, changes or removes sequences by copying, editing or deleting label fi
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from flow_data import copy_sample, penn_sample
 from prefect.client.orchestration import get_client
 
 from flows.build_features import build_features
-from flows.parameters import DatasetSpec, FeatureRecipe
+from flows.parameters import DatasetSpec, FeatureRecipe, requests_for
 from flows.refresh import UPDATED_EVENT, refresh
 from pipeline.build import variant_name
 from storage.backend import location
@@ -87,6 +88,18 @@ def test_feature_parameters_name_their_own_variant() -> None:
     assert variant_name(False, 1.1) != variant_name(False)
     assert FeatureRecipe(occlusion=True, crop_scale=1.1).variant == "occ-scale1.1"
     assert FeatureRecipe(occlusion_seed=3, batch_size=4).variant == "clean"
+
+
+def test_batch_and_decode_threads_default_by_device(tmp_path: Path) -> None:
+    def resolved(**recipe) -> tuple[int, int]:
+        (request,) = requests_for(
+            [PENN_TEST], tmp_path, str(tmp_path), FeatureRecipe(**recipe), None
+        )
+        return request.batch_size, request.num_decode_threads
+
+    assert resolved(device="cpu") == (32, 2)
+    assert resolved(device="cuda:1") == (256, os.cpu_count())
+    assert resolved(device="cuda", batch_size=64, num_decode_threads=3) == (64, 3)
 
 
 def _events(after: float) -> list[dict]:
