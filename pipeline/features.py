@@ -21,6 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import cv2
 import numpy as np
@@ -171,6 +172,7 @@ class _Sequence:
 
 Parts = list[tuple[_Sequence, int, int]]
 """Which (sequence, first frame, count) each run of rows in a batch belongs to."""
+Payload = TypeVar("Payload")
 
 _PRECISION_FLAGS = threading.Lock()
 
@@ -195,10 +197,11 @@ def ieee_fp32() -> Iterator[None]:
             conv.fp32_precision, matmul.fp32_precision = saved
 
 
-class BackboneRunner:
+class BackboneRunner(Generic[Payload]):
     """Runs the backbone on uint8 crops; on CUDA with channels_last, autocast and pinned memory.
 
-    `submit` launches a batch and returns the previous batch's features, so the host
+    `submit` launches a batch with a payload saying whose crops they are, and returns the
+    previous batch's features with its payload, so the host
     prepares batch k+1 while the device computes batch k. Autocast is float16, not bfloat16:
     the features are stored as float16, so bfloat16 (7 mantissa bits to float16's 10) would
     only add error against the official fp32 features; every CUDA GPU since Volta runs float16
@@ -216,7 +219,7 @@ class BackboneRunner:
             self.backbone = self.backbone.to(memory_format=torch.channels_last)
             self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255.0
             self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255.0
-        self._pending: tuple[torch.Tensor, torch.cuda.Event | None, Parts] | None = None
+        self._pending: tuple[torch.Tensor, torch.cuda.Event | None, Payload] | None = None
         self.check: tuple[float, float] | None = None
 
     @property
@@ -245,8 +248,8 @@ class BackboneRunner:
         return out
 
     @torch.inference_mode()
-    def submit(self, crops: np.ndarray, parts: Parts) -> tuple[np.ndarray, Parts] | None:
-        """Launch `crops`; return (features, parts) of the batch launched before, if any."""
+    def submit(self, crops: np.ndarray, payload: Payload) -> tuple[np.ndarray, Payload] | None:
+        """Launch `crops`; return (features, payload) of the batch launched before, if any."""
         out = self._forward(crops)
         done = None
         if self.cuda:
@@ -256,23 +259,23 @@ class BackboneRunner:
             # On the runner's device: the current device may be another (e.g. `cuda:1`).
             done.record(torch.cuda.current_stream(self.device))
             out = host
-        previous, self._pending = self._pending, (out, done, parts)
+        previous, self._pending = self._pending, (out, done, payload)
         return self._finish(previous)
 
-    def flush(self) -> tuple[np.ndarray, Parts] | None:
+    def flush(self) -> tuple[np.ndarray, Payload] | None:
         previous, self._pending = self._pending, None
         return self._finish(previous)
 
     @staticmethod
     def _finish(
-        item: tuple[torch.Tensor, torch.cuda.Event | None, Parts] | None,
-    ) -> tuple[np.ndarray, Parts] | None:
+        item: tuple[torch.Tensor, torch.cuda.Event | None, Payload] | None,
+    ) -> tuple[np.ndarray, Payload] | None:
         if item is None:
             return None
-        out, done, parts = item
+        out, done, payload = item
         if done is not None:
             done.synchronize()  # this batch only; the one launched after it keeps running
-        return out.numpy(), parts
+        return out.numpy(), payload
 
 
 SequenceSink = Callable[[SequenceRecord, np.ndarray], None]
@@ -298,7 +301,7 @@ def run_extraction(
     through the backbone one at a time); features are float16 when sunk.
     """
     torch_device = torch.device(device)
-    runner = BackboneRunner(backbone, torch_device, autocast)
+    runner: BackboneRunner[Parts] = BackboneRunner(backbone, torch_device, autocast)
     summary = ExtractionSummary(device=str(torch_device), precision=runner.precision)
     quarantine = Quarantine()
     stages = dict.fromkeys(("decode wait", "backbone", "write"), 0.0)

@@ -18,8 +18,9 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline.crop import crop_image, decode_image_file, normalize
+from pipeline.crop import crop_image, decode_image_file
 from pipeline.datasets.video import probe_video
+from pipeline.features import BackboneRunner
 from pipeline.tracking import (
     BBOX_SCALE,
     ForegroundDetector,
@@ -142,11 +143,14 @@ class _Pending:
 
 
 class _Batcher:
-    """Collects crops of kept tracks and runs the backbone once `batch_size` are waiting."""
+    """Collects crops of kept tracks and hands the backbone runner `batch_size` at a time.
 
-    def __init__(self, backbone: torch.nn.Module, device: torch.device, batch_size: int) -> None:
-        self.backbone = backbone.to(device).eval()
-        self.device = device
+    The runner is the store builds' (channels_last, fp16 autocast and pinned memory on CUDA,
+    one batch computing while the next is cropped); features reach their tracks in order.
+    """
+
+    def __init__(self, runner: BackboneRunner[list[_Pending]], batch_size: int) -> None:
+        self.runner = runner
         self.batch_size = batch_size
         self.waiting: list[tuple[_Pending, np.ndarray]] = []
         self.seconds = 0.0
@@ -162,15 +166,22 @@ class _Batcher:
         if self.waiting:
             self._run(self.waiting)
             self.waiting = []
+        start = time.perf_counter()
+        self._settle(self.runner.flush())
+        self.seconds += time.perf_counter() - start
 
-    @torch.inference_mode()
     def _run(self, items: list[tuple[_Pending, np.ndarray]]) -> None:
         start = time.perf_counter()
-        batch = torch.from_numpy(normalize(np.stack([crop for _, crop in items])))
-        out = self.backbone(batch.to(self.device)).float().cpu().numpy()
-        for (track, _), feature in zip(items, out, strict=True):
-            track.features.append(feature)
+        crops = np.stack([crop for _, crop in items])
+        self._settle(self.runner.submit(crops, [track for track, _ in items]))
         self.seconds += time.perf_counter() - start
+
+    @staticmethod
+    def _settle(result: tuple[np.ndarray, list[_Pending]] | None) -> None:
+        if result is not None:
+            features, tracks = result
+            for track, feature in zip(tracks, features, strict=True):
+                track.features.append(feature)
 
 
 def extract_video_features(
@@ -201,7 +212,7 @@ def extract_video_features(
             for frame, box in zip(track.frame_ids, track.boxes, strict=True):
                 lookup.setdefault(int(frame), []).append((track.track_id, box))
     seconds["detect/track"] += time.perf_counter() - start
-    batcher = _Batcher(backbone, torch.device(device), batch_size)
+    batcher = _Batcher(BackboneRunner(backbone, torch.device(device), autocast=True), batch_size)
     pending: dict[int, _Pending] = {}
     frames = source.frames()
     while True:

