@@ -153,6 +153,19 @@ def test_one_window_per_frame_mid_frame_and_edge_padding(tiny_model: TCMR, tmp_p
     np.testing.assert_allclose(frames.pred_joints, out["kp_3d"].numpy(), atol=1e-5)
 
 
+def test_batches_read_in_worker_processes_give_the_same_predictions(
+    tiny_model: TCMR, tmp_path: Path
+) -> None:
+    write_sample_store(tmp_path, "3dpw/test/base", [20, 17], seed=3)
+    data = EvalDataset(open_store(str(tmp_path), "3dpw/test/base"))
+    here = predict_frames(tiny_model, data, JOINT_RULES["3dpw"], batch_size=6)
+    workers = predict_frames(tiny_model, data, JOINT_RULES["3dpw"], batch_size=6, num_workers=2)
+    first = predict_frames(tiny_model, data, JOINT_RULES["3dpw"], batch_size=4, limit=9)
+    for name, value in vars(here).items():
+        np.testing.assert_array_equal(getattr(workers, name), value, err_msg=name)
+        np.testing.assert_allclose(getattr(first, name), value[:9], atol=1e-6, err_msg=name)
+
+
 def test_mpii3d_joints_are_the_17_test_joints_and_valid_masks(
     tiny_model: TCMR, tmp_path: Path
 ) -> None:
