@@ -42,7 +42,8 @@ from model.backbone import load_spin_backbone
 from pipeline.build import CHECKPOINT_NAME, READERS, BuildRequest, read_records
 from pipeline.crop import normalize
 from pipeline.datasets.records import Quarantine, SequenceRecord
-from pipeline.features import BackboneRunner, CropSettings, extract_to_store, sequence_crops
+from pipeline.features import CropSettings, extract_to_store, sequence_crops
+from pipeline.runner import BackboneRunner
 from pipeline.sample import write_sample
 from storage.reader import Store, open_store
 

@@ -13,15 +13,12 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import itertools
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
 
 import cv2
 import numpy as np
@@ -29,18 +26,11 @@ import torch
 from tqdm import tqdm
 
 from model.backbone import load_spin_backbone
-from pipeline.crop import (
-    CROP_SIZE,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    FrameSources,
-    crop_image,
-    decode_ref,
-    normalize,
-)
+from pipeline.crop import CROP_SIZE, FrameSources, crop_image, decode_ref
 from pipeline.datasets.records import Quarantine, SequenceRecord, Skip
 from pipeline.datasets.tfrecord import SourceChangedError
 from pipeline.occlusion import OccluderBank, frame_rng, occlude
+from pipeline.runner import AUTOCAST_CHECK_FRAMES, BackboneRunner
 from storage.backend import location
 from storage.errors import FormatError, TcmrError
 from storage.hashing import file_sha256
@@ -52,10 +42,6 @@ from storage.writer import SegmentWriter, StoreWriter, read_pointer
 
 CHUNK_FRAMES = 32
 """Frames per decode task for image files and TFRecord values (a video is one task)."""
-
-AUTOCAST_CHECK_FRAMES = 64
-"""Frames of the first batch run again in IEEE fp32 to measure the autocast error: enough for
-the statistic, where a whole 512-frame batch in IEEE fp32 costs several autocast batches."""
 
 
 class FrameError(FormatError):
@@ -172,112 +158,6 @@ class _Sequence:
 
 Parts = list[tuple[_Sequence, int, int]]
 """Which (sequence, first frame, count) each run of rows in a batch belongs to."""
-Payload = TypeVar("Payload")
-
-_PRECISION_FLAGS = threading.Lock()
-
-
-@contextmanager
-def ieee_fp32() -> Iterator[None]:
-    """CUDA float32 convolutions and matmuls in full IEEE precision inside (TF32 off).
-
-    cuDNN convolutions use TF32 by default on Ampere and later, which is no float32 reference.
-    The per-operation flags (torch >= 2.9) are set and restored as they were; they are
-    process-wide, so a lock keeps two runners' save and restore from interleaving. Inside,
-    torch's legacy `cudnn.allow_tf32` getter raises (it cross-checks the legacy flag against
-    the per-operation ones); nothing here reads it.
-    """
-    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
-    with _PRECISION_FLAGS:
-        saved = conv.fp32_precision, matmul.fp32_precision
-        conv.fp32_precision = matmul.fp32_precision = "ieee"
-        try:
-            yield
-        finally:
-            conv.fp32_precision, matmul.fp32_precision = saved
-
-
-class BackboneRunner(Generic[Payload]):
-    """Runs the backbone on uint8 crops; on CUDA with channels_last, autocast and pinned memory.
-
-    `submit` launches a batch with a payload saying whose crops they are, and returns the
-    previous batch's features with its payload, so the host
-    prepares batch k+1 while the device computes batch k. Autocast is float16, not bfloat16:
-    the features are stored as float16, so bfloat16 (7 mantissa bits to float16's 10) would
-    only add error against the official fp32 features; every CUDA GPU since Volta runs float16
-    on tensor cores, while `is_bf16_supported()` also says yes where bfloat16 is emulated.
-    """
-
-    def __init__(self, backbone: torch.nn.Module, device: torch.device, autocast: bool) -> None:
-        self.device = device
-        self.cuda = device.type == "cuda"
-        self.dtype = torch.float16 if self.cuda and autocast else None
-        self.backbone = backbone.to(device).eval()
-        if self.cuda:
-            # Every batch is (n, 3, 224, 224): cuDNN tunes its kernels once per batch size.
-            torch.backends.cudnn.benchmark = True
-            self.backbone = self.backbone.to(memory_format=torch.channels_last)
-            self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255.0
-            self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255.0
-        self._pending: tuple[torch.Tensor, torch.cuda.Event | None, Payload] | None = None
-        self.check: tuple[float, float] | None = None
-
-    @property
-    def precision(self) -> str:
-        return "fp32" if self.dtype is None else "fp16 autocast"
-
-    def _forward(self, crops: np.ndarray) -> torch.Tensor:
-        if not self.cuda:
-            # One frame per call: oneDNN picks its kernels by batch size, so a frame's bytes
-            # would otherwise depend on how the run happened to batch it (a resumed run
-            # batches differently from an uninterrupted one).
-            pixels = torch.from_numpy(normalize(crops))
-            return torch.cat([self.backbone(pixels[i : i + 1]) for i in range(len(pixels))])
-        host = torch.from_numpy(crops).pin_memory()
-        pixels = host.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
-        batch = ((pixels - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
-        if self.dtype is None:
-            return self.backbone(batch)
-        with torch.autocast("cuda", dtype=self.dtype):
-            out = self.backbone(batch).float()
-        if self.check is None:
-            with ieee_fp32():
-                reference = self.backbone(batch[:AUTOCAST_CHECK_FRAMES])
-            diff = (out[:AUTOCAST_CHECK_FRAMES] - reference).abs()
-            self.check = (float(diff.max()), float(diff.mean()))
-        return out
-
-    @torch.inference_mode()
-    def submit(self, crops: np.ndarray, payload: Payload) -> tuple[np.ndarray, Payload] | None:
-        """Launch `crops`; return (features, payload) of the batch launched before, if any."""
-        out = self._forward(crops)
-        done = None
-        if self.cuda:
-            host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
-            host.copy_(out, non_blocking=True)
-            done = torch.cuda.Event()
-            # On the runner's device: the current device may be another (e.g. `cuda:1`).
-            done.record(torch.cuda.current_stream(self.device))
-            out = host
-        previous, self._pending = self._pending, (out, done, payload)
-        return self._finish(previous)
-
-    def flush(self) -> tuple[np.ndarray, Payload] | None:
-        previous, self._pending = self._pending, None
-        return self._finish(previous)
-
-    @staticmethod
-    def _finish(
-        item: tuple[torch.Tensor, torch.cuda.Event | None, Payload] | None,
-    ) -> tuple[np.ndarray, Payload] | None:
-        if item is None:
-            return None
-        out, done, payload = item
-        if done is not None:
-            done.synchronize()  # this batch only; the one launched after it keeps running
-        return out.numpy(), payload
-
-
 SequenceSink = Callable[[SequenceRecord, np.ndarray], None]
 
 

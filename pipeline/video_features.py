@@ -20,7 +20,7 @@ import torch
 
 from pipeline.crop import crop_image, decode_image_file
 from pipeline.datasets.video import probe_video
-from pipeline.features import BackboneRunner
+from pipeline.runner import BackboneRunner
 from pipeline.tracking import (
     BBOX_SCALE,
     ForegroundDetector,

@@ -19,12 +19,10 @@ from model.backbone import load_spin_backbone
 from pipeline.crop import VideoFrameReader, crop_image, normalize
 from pipeline.datasets.records import ImageRef, RecordValue, SequenceRecord
 from pipeline.features import (
-    BackboneRunner,
     CropSettings,
     ExtractionSummary,
     FrameError,
     extract_to_store,
-    ieee_fp32,
     run_extraction,
     sequence_crops,
 )
@@ -210,43 +208,6 @@ def test_killed_run_resumes_to_the_same_store(tmp_path: Path, checkpoint: Path) 
     assert resumed[1].keys() == clean[1].keys()
     for name in clean[1]:
         np.testing.assert_array_equal(resumed[1][name], clean[1][name], err_msg=name)
-
-
-class BatchSizeKernels(torch.nn.Module):
-    """A backbone whose rounding depends on the batch size, as oneDNN's kernel choice does."""
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        features = pixels.flatten(1)[:, :8]
-        return features + 1e-3 * (pixels.shape[0] - 1)
-
-
-def test_cpu_features_do_not_depend_on_the_batch() -> None:
-    crops = np.random.default_rng(4).integers(0, 256, (5, 6, 6, 3), dtype=np.uint8)
-    runner = BackboneRunner(BatchSizeKernels(), torch.device("cpu"), autocast=False)
-    assert runner.submit(crops, []) is None
-    together = runner.flush()[0]
-    alone = []
-    for i in range(len(crops)):
-        runner.submit(crops[i : i + 1], [])
-        alone.append(runner.flush()[0])
-    np.testing.assert_array_equal(together, np.concatenate(alone))
-    assert together.shape == (5, 8)
-
-
-def test_ieee_fp32_turns_tf32_off_inside_and_restores_the_flags() -> None:
-    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
-    before = conv.fp32_precision, matmul.fp32_precision
-    try:
-        conv.fp32_precision, matmul.fp32_precision = "tf32", "tf32"  # a user's TF32 choice
-        with ieee_fp32():
-            assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
-            assert not matmul.allow_tf32
-        assert (conv.fp32_precision, matmul.fp32_precision) == ("tf32", "tf32")
-        with pytest.raises(KeyError), ieee_fp32():
-            raise KeyError("the reference pass failed")
-        assert (conv.fp32_precision, matmul.fp32_precision) == ("tf32", "tf32")
-    finally:
-        conv.fp32_precision, matmul.fp32_precision = before
 
 
 @pytest.mark.gpu
