@@ -7,7 +7,9 @@
    committed store (a second line adds the one-off checkpoint hash and load; on CPU the
    engine runs one frame per call, which keeps features independent of the batching);
 3. the official way: per sequence, read and crop every frame in one process, stack the
-   whole sequence on the device, fp32 batches of 200.
+   whole sequence on the device, fp32 batches of 200;
+and decoding + cropping alone on the decode threads: the host's ceiling (on a GPU it must
+stay above the backbone's rate for the device to stay busy).
 
 Frames are the bundled sample (written as `tcmr sample-data` does), read by the build's own
 readers from every dataset's train split, so every decode path runs: image files (3DPW,
@@ -34,8 +36,10 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -167,6 +171,22 @@ def official_way(
     return frames / (time.perf_counter() - start), features
 
 
+def decode_only(records: list[SequenceRecord], threads: int) -> float:
+    """Frames/s of decoding and cropping alone on `threads` threads: the host's ceiling,
+    which on a GPU must stay above the backbone's rate for the device to stay busy."""
+    settings = CropSettings(scale=CROP_SCALE)
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # as the engine: the threads are the parallelism
+    try:
+        start = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            crops = pool.map(lambda r: len(sequence_crops(r, 0, len(r), settings)), records)
+            frames = sum(crops)
+        return frames / (time.perf_counter() - start)
+    finally:
+        cv2.setNumThreads(before)
+
+
 def stored_vs_official(store: Store, official: dict[tuple[str, int], np.ndarray]) -> np.ndarray:
     """|stored - official| of every feature, sequence by sequence (matched by name)."""
     diffs = []
@@ -221,6 +241,7 @@ def main() -> None:
         whole = frames / (time.perf_counter() - start)
         ours = summary.frames_per_second
         official, official_features = official_way(records, checkpoint, device)
+        host = decode_only(records, args.threads)
         store = open_store(str(folder / "store"), "bench/train/base")
         diff = stored_vs_official(store, official_features)
 
@@ -237,6 +258,8 @@ def main() -> None:
         _rate("ours, whole call (+ checkpoint hash, load)", whole)
         + f"  = {whole / limit:.2f}x backbone only, {whole / official:.2f}x official",
         _rate(f"official way (fp32, batch {OFFICIAL_BATCH})", official),
+        _rate(f"decode + crop alone ({args.threads} threads)", host)
+        + f"  = {host / limit:.2f}x backbone only",
         f"stored fp16 vs official fp32 features: "
         f"max |diff| {diff.max():.4g}, mean |diff| {diff.mean():.4g}",
         summary.render(),
