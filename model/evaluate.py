@@ -136,7 +136,8 @@ def _select(joints: torch.Tensor, index: tuple[int, ...] | None) -> torch.Tensor
 
 
 def _vertex_errors(pred_verts: torch.Tensor, gt_verts: torch.Tensor) -> torch.Tensor:
-    """Per-frame MPVPE (N,) in mm (`metrics.mpvpe`) on the meshes' device: they stay there."""
+    """Per-frame MPVPE (N,) in mm: mean vertex distance without alignment (both meshes at the
+    SMPL origin), on the meshes' device so they never leave it."""
     return torch.linalg.vector_norm(pred_verts - gt_verts, dim=-1).mean(dim=-1) * M_TO_MM
 
 
