@@ -6,20 +6,16 @@ which is what `prefect.yaml`'s deployments and `tcmr demo` run with.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.build import CHECKPOINT_NAME, READERS, BuildRequest, variant_name
+from pipeline.features import extraction_defaults
 from storage.reader import store_groups
 from storage.schema import SHARD_ROWS
 from storage.settings import get_settings
-
-BATCH_SIZE = {"cuda": 256, "cpu": 32}
-"""Default crops per backbone batch by device type: a GPU needs large batches to be busy."""
-CPU_DECODE_THREADS = 2
 
 DatasetName = Literal["3dpw", "mpii3d", "h36m", "insta", "pennaction", "posetrack"]
 SAMPLE_ROOT = Path("data/sample")
@@ -107,9 +103,9 @@ def requests_for(
     device = recipe.device
     if device == "auto":
         device = get_settings(device="auto").torch_device()
-    cuda = device.startswith("cuda")
-    batch_size = recipe.batch_size or BATCH_SIZE["cuda" if cuda else "cpu"]
-    threads = recipe.num_decode_threads or ((os.cpu_count() or 1) if cuda else CPU_DECODE_THREADS)
+    default_batch, default_threads = extraction_defaults(device)
+    batch_size = recipe.batch_size or default_batch
+    threads = recipe.num_decode_threads or default_threads
     return [
         BuildRequest(
             dataset=spec.dataset,

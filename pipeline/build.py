@@ -89,8 +89,9 @@ class BuildRequest:
     crop_scale: float | None = None
     """Overrides each dataset's official crop scale when set."""
     device: str = "cpu"
-    batch_size: int = 64
-    num_decode_threads: int = 2
+    batch_size: int | None = None
+    """Crops per backbone batch; None: `features.extraction_defaults` for the device."""
+    num_decode_threads: int | None = None
 
     @property
     def variant(self) -> str:

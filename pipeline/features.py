@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import itertools
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -160,6 +161,18 @@ Parts = list[tuple[_Sequence, int, int]]
 """Which (sequence, first frame, count) each run of rows in a batch belongs to."""
 SequenceSink = Callable[[SequenceRecord, np.ndarray], None]
 
+CPU_BATCH_SIZE, CUDA_BATCH_SIZE = 32, 256
+CPU_DECODE_THREADS = 2
+"""On CPU the backbone's own threads need the cores; on CUDA every core decodes and crops."""
+
+
+def extraction_defaults(device: str) -> tuple[int, int]:
+    """(crops per backbone batch, decode threads) for `device`: a GPU needs big batches and
+    every core feeding it."""
+    if torch.device(device).type == "cuda":
+        return CUDA_BATCH_SIZE, os.cpu_count() or 1
+    return CPU_BATCH_SIZE, CPU_DECODE_THREADS
+
 
 def run_extraction(
     records: Iterable[SequenceRecord],
@@ -168,8 +181,8 @@ def run_extraction(
     is_done: Callable[[SequenceRecord], bool],
     settings: CropSettings,
     device: str = "cpu",
-    batch_size: int = 256,
-    num_decode_threads: int = 8,
+    batch_size: int | None = None,
+    num_decode_threads: int | None = None,
     autocast: bool = True,
     progress: bool = True,
 ) -> ExtractionSummary:
@@ -178,8 +191,12 @@ def run_extraction(
     Records whose frames fail to decode are quarantined (file and frame named) and the rest
     carries on; a TFRecord changed since it was parsed stops the run (SourceChangedError).
     On CPU the result is deterministic and does not depend on the batching (frames go
-    through the backbone one at a time); features are float16 when sunk.
+    through the backbone one at a time); features are float16 when sunk. Batch size and
+    decode threads default to `extraction_defaults(device)`.
     """
+    default_batch, default_threads = extraction_defaults(device)
+    batch_size = batch_size or default_batch
+    num_decode_threads = num_decode_threads or default_threads
     torch_device = torch.device(device)
     runner: BackboneRunner[Parts] = BackboneRunner(backbone, torch_device, autocast)
     summary = ExtractionSummary(device=str(torch_device), precision=runner.precision)
@@ -340,8 +357,8 @@ def extract_to_store(
     crop_scale: float | None = None,
     occluders: OccluderBank | None = None,
     seed: int = 0,
-    batch_size: int = 256,
-    num_decode_threads: int = 8,
+    batch_size: int | None = None,
+    num_decode_threads: int | None = None,
     autocast: bool = True,
     commit_every_frames: int = SHARD_ROWS,
     source_manifest_digest: str = "",
@@ -421,8 +438,8 @@ def extract_to_segment(
     settings: CropSettings,
     *,
     device: str = "cpu",
-    batch_size: int = 256,
-    num_decode_threads: int = 8,
+    batch_size: int | None = None,
+    num_decode_threads: int | None = None,
     autocast: bool = True,
     progress: bool = False,
 ) -> ExtractionSummary:
