@@ -4,10 +4,10 @@ Both filters take one sequence's rotation matrices (T, 24, 3, 3) and return filt
 so any predictions can be smoothed and then evaluated by the same protocol (joints and
 mesh recomputed through SMPL). Shape parameters are left untouched.
 
-- `slerp_average`: MEVA-style average filter. Each frame's quaternion is pulled towards
-  the mid-point (slerp 0.5) of its two neighbours by `ratio` (0.3 in TCMR's `--filter`);
-  the end frames are kept. Our reading of "slerp averaging"; the exact official loop is
-  not in the reference.
+- `slerp_average`: the MEVA average filter of TCMR's `evaluate.py --filter` (Table 5). A
+  running slerp along the sequence: the first frame is kept, and each later frame's
+  smoothed quaternion lies `ratio` (0.3) of the way from the previous smoothed one to the
+  frame's own, i.e. an exponential moving average on the rotation sphere (causal, lagging).
 - `one_euro`: the One-Euro filter (Casiez et al., CHI 2012) on sign-continuous unit
   quaternions, re-normalised after filtering.
 """
@@ -57,13 +57,14 @@ def slerp(q0: np.ndarray, q1: np.ndarray, t: float | np.ndarray) -> np.ndarray:
 
 
 def slerp_average(rotmat: Tensor, ratio: float = 0.3) -> Tensor:
-    """MEVA-style average filter of one sequence's rotations (T,J,3,3)."""
-    if len(rotmat) < 3:
+    """MEVA's average filter of one sequence's rotations (T,J,3,3), as TCMR evaluates it:
+    out[0] = q[0], out[t] = slerp(out[t-1], q[t], ratio)."""
+    if len(rotmat) < 2:
         return rotmat.clone()
     quat = _continuous_quaternions(rotmat)
     out = quat.copy()
-    middle = slerp(quat[:-2], quat[2:], 0.5)
-    out[1:-1] = slerp(quat[1:-1], middle, ratio)
+    for t in range(1, len(quat)):
+        out[t] = slerp(out[t - 1], quat[t], ratio)
     return _to_rotmat(out, rotmat)
 
 
