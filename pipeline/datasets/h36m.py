@@ -91,6 +91,7 @@ def _build(
     joints2d17: np.ndarray,
     joints3d17_m: np.ndarray,
     convention: str,
+    kept: np.ndarray,
     images: list[ImageRef],
     frame_index: np.ndarray,
     rules: H36mRules,
@@ -100,16 +101,23 @@ def _build(
     shape: np.ndarray | None,
     has_smpl: np.ndarray | None,
 ) -> SequenceRecord:
+    """A record of the `kept` rows of a run's full-rate (50 fps) joints.
+
+    The box is smoothed over every frame of the run and then subsampled, as the official
+    script does (datasets.md §6b): smoothing only the kept frames would stretch the median
+    and Gaussian filters over twice the time.
+    """
     count = len(images)
-    joints3d, mask = to_spin49(joints3d17_m, convention)
+    joints3d, mask = to_spin49(joints3d17_m[kept], convention)
     joints3d = joints3d - joints3d[:, _PELVIS : _PELVIS + 1]
     joints3d[:, ~mask] = 0.0
     validity = np.broadcast_to(mask, (count, 49))[..., None]
-    points = np.concatenate([joints2d17, np.ones((count, 17, 1))], axis=2)
+    points = np.concatenate([joints2d17, np.ones((len(joints2d17), 17, 1))], axis=2)
     joints2d, _ = to_spin49(points, convention)
     bbox, _ = smooth_bbox(
         joints2d, rules.bbox_vis_thresh, rules.bbox_enlarge, sigma=rules.bbox_sigma
     )
+    joints2d, bbox = joints2d[kept], bbox[kept]
     return SequenceRecord(
         dataset=DATASET,
         split=split,
@@ -215,7 +223,7 @@ def _read_json(
             except FormatError as exc:
                 reject_error(quarantine, f"{DATASET}/{split}/{key}", camera_path, cam, exc)
                 continue
-            files = sorted(folder.glob("*.jpg"))[:: rules.step]
+            files = sorted(folder.glob("*.jpg"))
             numbers = [int(p.stem.rsplit("_", 1)[-1]) - 1 for p in files]
             try:
                 world = _world_joints(joints, act, subact, numbers, joints_path)
@@ -236,19 +244,20 @@ def _read_json(
             runs = _runs(present)
             for index, rows in enumerate(runs):
                 name = key if len(runs) == 1 else f"{key}_seg{index}"
+                kept = rows[rows % rules.step == 0]
                 if too_short(
                     quarantine,
                     f"{DATASET}/{split}/{name}",
                     folder,
                     "images",
-                    rows.size,
+                    kept.size,
                     rules.min_length,
                     rule="min_length",
                     unit=SUBSAMPLED,
                 ):
                     continue
-                run_files = [files[i] for i in rows]
-                run_numbers = [numbers[i] for i in rows]
+                run_files = [files[i] for i in kept]
+                run_numbers = [numbers[i] for i in kept]
                 camera_mm = world[rows] @ rotation.T + translation
                 pixels = camera_mm[..., :2] / camera_mm[..., 2:3] * focal + centre
                 digest = hashlib.sha256(world[rows].tobytes() + rotation.tobytes())
@@ -261,7 +270,7 @@ def _read_json(
                     reject_error(quarantine, f"{DATASET}/{split}/{name}", smpl_path, "pose", exc)
                     continue
                 record = _build(
-                    name, split, pixels, camera_mm / 1000.0, "h36m_moon",
+                    name, split, pixels, camera_mm / 1000.0, "h36m_moon", kept - rows[0],
                     [ImageRef(path=str(p)) for p in run_files], np.asarray(run_numbers), rules,
                     digest.hexdigest(), camera, pose, shape, has,
                 )  # fmt: skip
@@ -346,13 +355,12 @@ def _read_raw(
                     warnings.warn(f"{video}: {reason}", stacklevel=2)
                 else:
                     quarantine.add(f"{DATASET}/{split}/{key}", video, "video frames", reason)
+            joints3d, joints2d = joints3d[:count], joints2d[:count]
             rows = np.arange(0, count, rules.step)
-            finite = np.isfinite(joints3d[rows]).all(axis=(1, 2)) & np.isfinite(joints2d[rows]).all(
-                axis=(1, 2)
-            )
+            finite = np.isfinite(joints3d).all(axis=(1, 2)) & np.isfinite(joints2d).all(axis=(1, 2))
             if not finite.all():
                 reject(quarantine, f"{DATASET}/{split}/{key}", path3d, "Pose",
-                        f"NaN coordinates in frames {rows[~finite][:10].tolist()}")  # fmt: skip
+                        f"NaN coordinates in frames {np.flatnonzero(~finite)[:10].tolist()}")  # fmt: skip
                 continue
             if too_short(
                 quarantine,
@@ -368,7 +376,7 @@ def _read_raw(
             digest = hashlib.sha256(joints3d.tobytes() + joints2d.tobytes())
             digest.update(f"{video.name}:{video.stat().st_size}".encode())
             record = _build(
-                key, split, joints2d[rows], joints3d[rows] / 1000.0, "h36m",
+                key, split, joints2d, joints3d / 1000.0, "h36m", rows,
                 [ImageRef(path=str(video), frame=int(r)) for r in rows], rows, rules,
                 digest.hexdigest(), _fit_camera(joints3d[rows], joints2d[rows]), None, None, None,
             )  # fmt: skip
