@@ -256,7 +256,10 @@ class MixedBatchSampler(Sampler[list[int]]):
     Indices refer to `ConcatDataset(datasets_2d + datasets_3d)`. Within a group every
     sample picks its dataset with probability proportional to its window count (as the
     official ConcatDataset + shuffle does), then takes the next window of that dataset's
-    chunk-aware shuffled stream.
+    chunk-aware shuffled stream. The streams run on across epochs, one whole shuffled pass
+    after another, as the official trainer keeps its loader iterators between epochs; an
+    epoch starts where the earlier ones stopped, found by replaying their dataset choices
+    (no data read), so its batches still depend only on (seed, epoch).
     """
 
     def __init__(
@@ -290,6 +293,8 @@ class MixedBatchSampler(Sampler[list[int]]):
         self.batches = batches if batches is not None else default
         self.seed = seed
         self.epoch = 0
+        self._consumed = [np.zeros(len(sizes), dtype=np.int64)]
+        """Windows each dataset gave before epoch e (index e), extended on demand."""
 
     def __len__(self) -> int:
         return self.batches
@@ -297,32 +302,46 @@ class MixedBatchSampler(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _choices(self, epoch: int) -> np.ndarray:
+        """Dataset of every sample of the epoch's batches [batches, batch_2d + batch_3d]."""
+        rng = np.random.default_rng((self.seed, epoch, 1))
+        parts = [
+            rng.choice(ids, size=(self.batches, size), p=self.sizes[ids] / self.sizes[ids].sum())
+            for size, ids in self.groups
+            if size
+        ]
+        return np.concatenate(parts, axis=1) if parts else np.zeros((self.batches, 0), np.int64)
+
+    def _consumed_before(self, epoch: int) -> np.ndarray:
+        while len(self._consumed) <= epoch:
+            done = len(self._consumed) - 1
+            used = np.bincount(self._choices(done).ravel(), minlength=len(self.samplers))
+            self._consumed.append(self._consumed[-1] + used)
+        return self._consumed[epoch]
+
+    def _pass(self, ds: int, number: int) -> np.ndarray:
+        """The order of dataset `ds`'s pass `number` (its windows, each once)."""
+        return self.samplers[ds].order(np.random.default_rng((self.seed, ds, number)))
+
     def __iter__(self) -> Iterator[list[int]]:
-        rng = np.random.default_rng((self.seed, self.epoch, 1))
         streams: dict[int, Iterator[int]] = {}
-        pass_no = dict.fromkeys(range(len(self.samplers)), 0)
+        passes: dict[int, int] = {}
+        consumed = self._consumed_before(self.epoch)
 
         def draw(ds: int) -> int:
             while True:
                 value = next(streams[ds], None) if ds in streams else None
                 if value is not None:
                     return int(self.offsets[ds]) + value
-                sampler = self.samplers[ds]
-                order = sampler.order(
-                    np.random.default_rng((self.seed, self.epoch, ds, pass_no[ds]))
-                )
-                pass_no[ds] += 1
-                streams[ds] = iter(order.tolist())
+                if ds in passes:
+                    passes[ds] += 1
+                    skip = 0
+                else:
+                    passes[ds], skip = divmod(int(consumed[ds]), int(self.sizes[ds]))
+                streams[ds] = iter(self._pass(ds, passes[ds])[skip:].tolist())
 
-        for _ in range(self.batches):
-            batch: list[int] = []
-            for size, ids in self.groups:
-                if not size:
-                    continue
-                weights = self.sizes[ids] / self.sizes[ids].sum()
-                for ds in rng.choice(ids, size=size, p=weights):
-                    batch.append(draw(int(ds)))
-            yield batch
+        for row in self._choices(self.epoch):
+            yield [draw(int(ds)) for ds in row]
 
 
 def worker_context(num_workers: int) -> BaseContext | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import TensorDataset
 
 from model.data import (
     ChunkShuffleSampler,
@@ -169,6 +170,26 @@ def test_mixed_batches_proportional_and_collated(tmp_path: Path) -> None:
     assert batch["features"].shape == (5, 16, 2048) and batch["kp_2d"].shape == (5, 3, 49, 3)
     assert batch["w_3d"].tolist() == [[False] * 3] * 3 + [[True] * 3] * 2
     assert not batch["w_smpl"][:3].any() and batch["theta"].shape == (5, 3, 85)
+
+
+def test_mixed_batches_continue_each_dataset_pass_across_epochs() -> None:
+    # The official trainer keeps its loader iterators across epochs and re-creates one only
+    # when it runs out, so a dataset is read in whole shuffled passes whatever the epoch
+    # length: 10 windows drawn 3 per batch, 2 batches per epoch -> the first 10 draws (epoch
+    # 0 and 4 of epoch 1) are the 10 windows once each, the next 10 again once each.
+    windows = TensorDataset(torch.zeros(10))
+    sampler = MixedBatchSampler([], [windows], batch_2d=0, batch_3d=3, batches=2, seed=3)
+    draws = []
+    for epoch in range(4):
+        sampler.set_epoch(epoch)
+        draws += [i for batch in sampler for i in batch]
+    assert len(draws) == 24
+    assert sorted(draws[:10]) == list(range(10))
+    assert sorted(draws[10:20]) == list(range(10))
+    # An epoch's batches depend only on (seed, epoch): a resumed run sees the same ones.
+    fresh = MixedBatchSampler([], [windows], batch_2d=0, batch_3d=3, batches=2, seed=3)
+    fresh.set_epoch(2)
+    assert [i for batch in fresh for i in batch] == draws[12:18]
 
 
 def test_empty_store_split_is_a_clear_error(tmp_path: Path) -> None:
