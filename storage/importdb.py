@@ -276,7 +276,7 @@ def import_provenance(
 
 
 CROP_SCALES: dict[str, float] = {
-    "3dpw": 1.2, "mpii3d": 1.0, "h36m": 1.0, "posetrack": 1.2, "pennaction": 1.2, "insta": 1.0,
+    "3dpw": 1.2, "mpii3d": 1.0, "h36m": 1.0, "posetrack": 1.3, "pennaction": 1.2, "insta": 1.0,
 }  # fmt: skip
 """Feature crop scales of the released dbs (tcmr.md §6; MPI-INF-3DHP val: 1.2)."""
 

@@ -140,3 +140,10 @@ def test_unknown_layout_lists_expected_and_found(tmp_path: Path) -> None:
     joblib.dump(nan, path)
     with pytest.raises(StoreError, match=r"a_0/person0: field features has NaN or inf"):
         import_db(path, "3dpw", "test", str(tmp_path), "3dpw/test/base")
+
+
+def test_posetrack_features_are_recorded_at_the_default_crop_scale(tmp_path: Path) -> None:
+    # tcmr.md 6: PoseTrack features were cropped at the extractor's default scale, 1.3.
+    two_d_db(tmp_path / "posetrack_train_db.pt", {"a.json_0": 16}, 49)
+    import_db(tmp_path / "posetrack_train_db.pt", "posetrack", "train", str(tmp_path), "pt/t/b")
+    assert open_store(str(tmp_path), "pt/t/b").provenance.crop_scale == 1.3
