@@ -147,3 +147,12 @@ def test_posetrack_features_are_recorded_at_the_default_crop_scale(tmp_path: Pat
     two_d_db(tmp_path / "posetrack_train_db.pt", {"a.json_0": 16}, 49)
     import_db(tmp_path / "posetrack_train_db.pt", "posetrack", "train", str(tmp_path), "pt/t/b")
     assert open_store(str(tmp_path), "pt/t/b").provenance.crop_scale == 1.3
+
+
+def test_mpii3d_test_set_is_recorded_at_1_2_under_either_split_name(tmp_path: Path) -> None:
+    # The MPI-INF-3DHP test set (released as mpii3d_val_scale12_db.pt; the readers accept
+    # `val` and `test` for it) was cropped at 1.2, the train set at 1.0 (tcmr.md 6).
+    mpii3d_val_db(tmp_path / "mpii3d_val_scale12_db.pt", {"subj1_seg0": 16})
+    for split in ("val", "test"):
+        import_db(tmp_path / "mpii3d_val_scale12_db.pt", "mpii3d", split, str(tmp_path), split)
+        assert open_store(str(tmp_path), split).provenance.crop_scale == 1.2
