@@ -362,7 +362,9 @@ def _read_test(
         first = images[int(np.flatnonzero(present)[0])]
         header = cv2.imread(str(first))
         if header is None:
-            raise FormatError(f"{first}: image cannot be decoded (field: imageSequence)")
+            reject(quarantine, f"{DATASET}/{split}/{key}", first, "imageSequence",
+                    "the frame cannot be decoded, so the image size is unknown")  # fmt: skip
+            continue
         height, width = header.shape[:2]
         if not present.all() and quarantine is not None:
             quarantine.add(f"{DATASET}/{split}/{key}", folder, "imageSequence",

@@ -196,3 +196,17 @@ def test_fifty_fps_sequences_and_camera_choice(sample: dict, tmp_path: Path) -> 
         ("subj3_seq1_vid8_seg0", 50.0),
     ]  # fmt: skip
     np.testing.assert_allclose(records[2].camera["K"], actor.intrinsics(160, 160), rtol=1e-5)
+
+
+def test_undecodable_test_frame_fails_only_its_sequence(sample: dict, tmp_path: Path) -> None:
+    root = _copy(sample, tmp_path)
+    test_set = root / "mpi_inf_3dhp_test_set"
+    shutil.copytree(test_set / "TS1", test_set / "TS2")
+    broken = test_set / "TS1" / "imageSequence" / "img_000001.jpg"
+    broken.write_bytes(b"\xff\xd8 not a jpeg")
+    quarantine = Quarantine()
+    assert [r.name for r in read_mpii3d(root, "test", quarantine)] == ["subj2_seg1"]
+    (skip,) = [s for s in quarantine.skips if s.key == "mpii3d/test/subj1"]
+    assert skip.field == "imageSequence" and skip.file == str(broken)
+    with pytest.raises(FormatError, match=r"img_000001\.jpg: field imageSequence: .*decoded"):
+        list(read_mpii3d(root, "test"))
