@@ -191,7 +191,7 @@ def predict_frames(
 
 
 def filter_predictions(
-    frames: FramePredictions, smpl: SMPL, rule: JointRule, name: str, fps: list[float]
+    frames: FramePredictions, smpl: SMPL, rule: JointRule, name: str
 ) -> FramePredictions:
     """Smooth each sequence's rotations, then recompute joints and mesh error through SMPL."""
     if name == "none":
@@ -199,7 +199,7 @@ def filter_predictions(
     rotmat = frames.rotmat.copy()
     for seq in np.unique(frames.sequence):
         idx = np.flatnonzero(frames.sequence == seq)
-        rotmat[idx] = apply_filter(name, torch.from_numpy(rotmat[idx]), fps[int(seq)]).numpy()
+        rotmat[idx] = apply_filter(name, torch.from_numpy(rotmat[idx])).numpy()
     device = smpl.shapedirs.device
     joints, errors = [], []
     with torch.inference_mode():
@@ -421,13 +421,10 @@ def evaluate(
     frames = predict_frames(model, data, rule, batch_size, device, num_workers)
     seconds = time.perf_counter() - started
     names = sequence_names(store)
-    fps = [seq.fps for seq in store.sequences]
     raw = score(frames, rule, protocol, names)
     result = raw
     if filter_name != "none":
-        result = score(
-            filter_predictions(frames, smpl, rule, filter_name, fps), rule, protocol, names
-        )
+        result = score(filter_predictions(frames, smpl, rule, filter_name), rule, protocol, names)
 
     chosen = plot_sequence
     if chosen is None and result.accel_curves:

@@ -9,7 +9,9 @@ mesh recomputed through SMPL). Shape parameters are left untouched.
   smoothed quaternion lies `ratio` (0.3) of the way from the previous smoothed one to the
   frame's own, i.e. an exponential moving average on the rotation sphere (causal, lagging).
 - `one_euro`: the One-Euro filter (Casiez et al., CHI 2012) on sign-continuous unit
-  quaternions, re-normalised after filtering.
+  quaternions, re-normalised after filtering. By name ("one-euro") it runs with the
+  settings of TCMR's / VIBE's `smooth_pose` (min_cutoff 0.004, beta 0.7, time in frames),
+  the same as `tcmr infer --smooth`, so an evaluated filter is the one users apply.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ from model.geometry import quaternion_to_rotmat, rotmat_to_quaternion
 
 FilterName = Literal["none", "slerp", "one-euro"]
 FILTERS: tuple[str, ...] = ("none", "slerp", "one-euro")
+ONE_EURO_MIN_CUTOFF = 0.004
+"""Official `smooth_pose` minimum cutoff, in cycles per frame."""
+ONE_EURO_BETA = 0.7
+"""Official `smooth_pose` speed coefficient (derivative per frame)."""
 
 
 def _continuous_quaternions(rotmat: Tensor) -> np.ndarray:
@@ -106,12 +112,13 @@ def one_euro(
     return _to_rotmat(quat, rotmat)
 
 
-def apply_filter(name: str, rotmat: Tensor, fps: float = 30.0) -> Tensor:
-    """Filter one sequence's rotations by name: "none", "slerp" or "one-euro"."""
+def apply_filter(name: str, rotmat: Tensor) -> Tensor:
+    """Filter one sequence's rotations by name: "none", "slerp" or "one-euro" (official
+    settings, per frame whatever the frame rate, as `smooth_pose`)."""
     if name == "none":
         return rotmat
     if name == "slerp":
         return slerp_average(rotmat)
     if name == "one-euro":
-        return one_euro(rotmat, freq=fps)
+        return one_euro(rotmat, freq=1.0, min_cutoff=ONE_EURO_MIN_CUTOFF, beta=ONE_EURO_BETA)
     raise ValueError(f"unknown filter {name!r}; choose one of {FILTERS}")

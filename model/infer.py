@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from model.filters import one_euro, one_euro_array
+from model.filters import ONE_EURO_BETA, ONE_EURO_MIN_CUTOFF, one_euro, one_euro_array
 from model.geometry import axis_angle_to_rotmat, rotmat_to_axis_angle
 from model.tcmr import TCMR
 from storage.layout import SEQLEN
@@ -33,8 +33,6 @@ OUTPUT_KEYS: tuple[str, ...] = (
     "frame_ids",
 )
 """The keys of one track in the demo's `tcmr_output.pkl` (`joints2d` is always None)."""
-SMOOTH_MIN_CUTOFF = 0.004
-SMOOTH_BETA = 0.7
 
 
 @dataclass
@@ -101,8 +99,8 @@ def _smoothed(model: TCMR, pose: np.ndarray, betas: np.ndarray) -> dict[str, np.
     """One-Euro filtered pose (on rotations) and betas, with mesh and joints recomputed."""
     device = next(model.parameters()).device
     rotmat = axis_angle_to_rotmat(torch.from_numpy(pose).double().reshape(-1, 24, 3))
-    rotmat = one_euro(rotmat, freq=1.0, min_cutoff=SMOOTH_MIN_CUTOFF, beta=SMOOTH_BETA).float()
-    betas = one_euro_array(betas, freq=1.0, min_cutoff=SMOOTH_MIN_CUTOFF, beta=SMOOTH_BETA)
+    rotmat = one_euro(rotmat, freq=1.0, min_cutoff=ONE_EURO_MIN_CUTOFF, beta=ONE_EURO_BETA).float()
+    betas = one_euro_array(betas, freq=1.0, min_cutoff=ONE_EURO_MIN_CUTOFF, beta=ONE_EURO_BETA)
     betas_t = torch.from_numpy(betas).float()
     body = model.smpl(betas_t.to(device), rotmat.to(device))
     return {

@@ -26,7 +26,7 @@ def jitter(rotmat: torch.Tensor) -> float:
 @pytest.mark.parametrize("name", ["slerp", "one-euro"])
 def test_filters_reduce_jitter_and_keep_rotations(name: str) -> None:
     noisy = rotations(60, noise=0.05)
-    smooth = apply_filter(name, noisy, fps=30.0)
+    smooth = apply_filter(name, noisy)
     assert smooth.shape == noisy.shape
     assert jitter(smooth) < 0.8 * jitter(noisy)
     eye = torch.eye(3, dtype=smooth.dtype).expand_as(smooth)
@@ -52,6 +52,19 @@ def test_slerp_average_is_the_official_running_slerp() -> None:
     np.testing.assert_allclose(got, [0.0, 0.3, 0.21, 0.147], atol=1e-9)
     q = slerp(np.array([1.0, 0, 0, 0]), np.array([0.0, 0, 0, 1]), 0.5)
     assert np.linalg.norm(q) == pytest.approx(1.0)
+
+
+def test_one_euro_filter_has_the_official_smoothing_settings() -> None:
+    # TCMR / VIBE `smooth_pose`: One-Euro with min_cutoff 0.004 and beta 0.7, time in frames
+    # (t_e = 1), d_cutoff 1, on each component. A 1 rad turn about z between two frames,
+    # quaternion (1, 0, 0, 0) -> (cos 0.5, 0, 0, sin 0.5), by hand: a_d = 2pi / (2pi + 1)
+    # = 0.86270; z: dx_hat = 0.86270 * 0.47943, cutoff = 0.004 + 0.7 * dx_hat = 0.29352,
+    # a = 2pi c / (2pi c + 1) = 0.64841, z' = 0.31087; w: cutoff 0.077927, a = 0.32869,
+    # w' = 1 - 0.32869 * 0.12242 = 0.95976; angle 2 atan2(z', w') = 0.62647 rad.
+    aa = np.zeros((2, 1, 3))
+    aa[1, 0, 2] = 1.0
+    out = apply_filter("one-euro", axis_angle_to_rotmat(torch.from_numpy(aa))).numpy()
+    assert np.arctan2(out[1, 0, 1, 0], out[1, 0, 0, 0]) == pytest.approx(0.62647, abs=1e-5)
 
 
 def test_one_euro_low_cutoff_follows_a_step_slowly() -> None:
