@@ -59,7 +59,10 @@ def read_calibration(path: Path) -> dict[int, dict[str, np.ndarray]]:
     """Cameras of a `camera.calibration` file: {id: {K, R, t (metres), size (w, h)}}."""
     if not path.is_file():
         raise MissingFileError(f"{path}: camera.calibration is missing")
-    lines = path.read_text().splitlines()
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{path}: not text ({exc})") from exc
     if not lines or lines[0].strip() != _CALIBRATION_HEADER:
         raise FormatError(f"{path}: first line is not {_CALIBRATION_HEADER!r}")
     raw: dict[int, dict[str, list[float]]] = {}
@@ -74,6 +77,8 @@ def read_calibration(path: Path) -> dict[int, dict[str, np.ndarray]]:
         except ValueError as exc:
             raise FormatError(f"{path}: line {number}: field {key} is not numeric") from exc
         if key == "name":
+            if len(numbers) != 1:
+                raise FormatError(f"{path}: line {number}: field name needs one camera id")
             current = raw.setdefault(int(numbers[0]), {})
         elif current is None:
             raise FormatError(f"{path}: line {number}: field {key} before any camera name")
@@ -260,7 +265,12 @@ def _read_train(
                         f"cannot be read as MATLAB v5: {exc}")  # fmt: skip
                 continue
             calibration_path = sequence / "camera.calibration"
-            cameras = read_calibration(calibration_path)
+            try:
+                cameras = read_calibration(calibration_path)
+            except (FormatError, MissingFileError) as exc:
+                reject_error(quarantine, f"{DATASET}/train/{seq_key}", calibration_path,
+                             "camera.calibration", exc)  # fmt: skip
+                continue
             fps = 50.0 if (subject, seq) in FIFTY_FPS else 25.0
             frame_numbers_all = np.asarray(annot.get("frames", []), dtype=np.int64).reshape(-1)
             for camera in rules.cameras:

@@ -210,3 +210,21 @@ def test_undecodable_test_frame_fails_only_its_sequence(sample: dict, tmp_path: 
     assert skip.field == "imageSequence" and skip.file == str(broken)
     with pytest.raises(FormatError, match=r"img_000001\.jpg: field imageSequence: .*decoded"):
         list(read_mpii3d(root, "test"))
+
+
+def test_bad_calibration_fails_only_its_sequence(sample: dict, tmp_path: Path) -> None:
+    root = _copy(sample, tmp_path)
+    calibration = root / "S2" / "Seq1" / "camera.calibration"
+    calibration.write_bytes(b"\xff\xfe\x00 not text")
+    quarantine = Quarantine()
+    names = {r.name for r in read_mpii3d(root, "train", quarantine)}
+    assert names and all(name.startswith("subj1_") for name in names)
+    (skip,) = [s for s in quarantine.skips if s.key == "mpii3d/train/subj2_seq1"]
+    assert skip.field == "camera.calibration" and skip.file == str(calibration)
+    with pytest.raises(FormatError, match=r"camera\.calibration: .*not text"):
+        list(read_mpii3d(root, "train"))
+    lines = (root / "S1" / "Seq1" / "camera.calibration").read_text().splitlines()
+    lines[1 + 7 * 3] = "name"  # camera 3 without its id
+    calibration.write_text("\n".join(lines) + "\n")
+    with pytest.raises(FormatError, match=r"camera\.calibration: line 23: field name"):
+        read_calibration(calibration)
