@@ -12,7 +12,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.build import CHECKPOINT_NAME, READERS, BuildRequest, variant_name
-from pipeline.features import extraction_defaults
 from storage.reader import store_groups
 from storage.schema import SHARD_ROWS
 from storage.settings import get_settings
@@ -51,11 +50,12 @@ class FeatureRecipe(_Params):
     checkpoint: Path | None = None
     """SPIN checkpoint; default `<base_data>/spin_model_checkpoint.pth.tar`."""
     device: str = "auto"
+    """`auto`: CUDA where the extraction runs has it (a Dask GPU worker, not the flow process)."""
     batch_size: int | None = Field(None, ge=1)
     """Crops per backbone batch; default 256 on CUDA, 32 on CPU."""
     num_decode_threads: int | None = Field(None, ge=1)
-    """Threads decoding and cropping frames; default every core on CUDA, 2 on CPU (where the
-    backbone's own threads need the cores)."""
+    """Threads decoding and cropping frames; default every core of the extracting machine on
+    CUDA, 2 on CPU (where the backbone's own threads need the cores)."""
 
     @property
     def variant(self) -> str:
@@ -98,14 +98,12 @@ def requests_for(
     recipe: FeatureRecipe,
     base_data: Path | None,
 ) -> list[BuildRequest]:
-    """One build request per (dataset, split), all with the same recipe and store."""
+    """One build request per (dataset, split), all with the same recipe and store.
+
+    Device, batch size and decode threads go as given (`auto`, None): the extraction engine
+    resolves them on the machine that runs it, which on a Dask cluster is not this one.
+    """
     base = base_data_folder(data_root, base_data)
-    device = recipe.device
-    if device == "auto":
-        device = get_settings(device="auto").torch_device()
-    default_batch, default_threads = extraction_defaults(device)
-    batch_size = recipe.batch_size or default_batch
-    threads = recipe.num_decode_threads or default_threads
     return [
         BuildRequest(
             dataset=spec.dataset,
@@ -118,9 +116,9 @@ def requests_for(
             voc_root=recipe.voc_root,
             occlusion_seed=recipe.occlusion_seed,
             crop_scale=recipe.crop_scale,
-            device=device,
-            batch_size=batch_size,
-            num_decode_threads=threads,
+            device=recipe.device,
+            batch_size=recipe.batch_size,
+            num_decode_threads=recipe.num_decode_threads,
         )
         for spec in specs
         for split in spec.splits

@@ -89,6 +89,7 @@ class BuildRequest:
     crop_scale: float | None = None
     """Overrides each dataset's official crop scale when set."""
     device: str = "cpu"
+    """A torch device, or `auto`: resolved by the engine on the machine that extracts."""
     batch_size: int | None = None
     """Crops per backbone batch; None: `features.extraction_defaults` for the device."""
     num_decode_threads: int | None = None

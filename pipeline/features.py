@@ -39,6 +39,7 @@ from storage.layout import FEATURE_DIM
 from storage.provenance import Provenance
 from storage.reader import content_hashes
 from storage.schema import SHARD_ROWS
+from storage.settings import get_settings
 from storage.writer import SegmentWriter, StoreWriter, read_pointer
 
 CHUNK_FRAMES = 32
@@ -166,10 +167,19 @@ CPU_DECODE_THREADS = 2
 """On CPU the backbone's own threads need the cores; on CUDA every core decodes and crops."""
 
 
+def extraction_device(device: str) -> str:
+    """`device` with `auto` resolved on this machine (CUDA when torch sees one).
+
+    Resolved where extraction runs, never where it is requested: a flow process without a
+    GPU hands `auto` to the GPU worker of a Dask cluster, which must run it on its GPU.
+    """
+    return get_settings(device=device).torch_device() if device == "auto" else device
+
+
 def extraction_defaults(device: str) -> tuple[int, int]:
-    """(crops per backbone batch, decode threads) for `device`: a GPU needs big batches and
-    every core feeding it."""
-    if torch.device(device).type == "cuda":
+    """(crops per backbone batch, decode threads) for `device` on this machine: a GPU needs
+    big batches and every core feeding it."""
+    if torch.device(extraction_device(device)).type == "cuda":
         return CUDA_BATCH_SIZE, os.cpu_count() or 1
     return CPU_BATCH_SIZE, CPU_DECODE_THREADS
 
@@ -191,9 +201,10 @@ def run_extraction(
     Records whose frames fail to decode are quarantined (file and frame named) and the rest
     carries on; a TFRecord changed since it was parsed stops the run (SourceChangedError).
     On CPU the result is deterministic and does not depend on the batching (frames go
-    through the backbone one at a time); features are float16 when sunk. Batch size and
-    decode threads default to `extraction_defaults(device)`.
+    through the backbone one at a time); features are float16 when sunk. `device` may be
+    `auto`; batch size and decode threads default to `extraction_defaults(device)`.
     """
+    device = extraction_device(device)
     default_batch, default_threads = extraction_defaults(device)
     batch_size = batch_size or default_batch
     num_decode_threads = num_decode_threads or default_threads

@@ -6,7 +6,6 @@ test adds, changes or removes sequences by copying, editing or deleting label fi
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -90,16 +89,17 @@ def test_feature_parameters_name_their_own_variant() -> None:
     assert FeatureRecipe(occlusion_seed=3, batch_size=4).variant == "clean"
 
 
-def test_batch_and_decode_threads_default_by_device(tmp_path: Path) -> None:
-    def resolved(**recipe) -> tuple[int, int]:
+def test_requests_leave_device_and_its_defaults_to_the_extracting_machine(tmp_path: Path) -> None:
+    def request(**recipe) -> tuple[str, int | None, int | None]:
         (request,) = requests_for(
             [PENN_TEST], tmp_path, str(tmp_path), FeatureRecipe(**recipe), None
         )
-        return request.batch_size, request.num_decode_threads
+        return request.device, request.batch_size, request.num_decode_threads
 
-    assert resolved(device="cpu") == (32, 2)
-    assert resolved(device="cuda:1") == (256, os.cpu_count())
-    assert resolved(device="cuda", batch_size=64, num_decode_threads=3) == (64, 3)
+    # A flow process without a GPU must not turn `auto` into cpu for a Dask GPU worker.
+    assert request() == ("auto", None, None)
+    assert request(device="cuda:1") == ("cuda:1", None, None)
+    assert request(device="cuda", batch_size=64, num_decode_threads=3) == ("cuda", 64, 3)
 
 
 def _events(after: float) -> list[dict]:
