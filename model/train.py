@@ -177,26 +177,29 @@ class _SkipBatches(Sampler[list[int]]):
         return itertools.islice(iter(self.batches), self.skip, None)
 
 
-def _rng_state() -> dict[str, Any]:
+def _rng_state(device: str) -> dict[str, Any]:
+    """Every random state a step draws from; on CUDA the training device's generator only
+    (dropout's), so a resume restores it on whichever device index it trains on, and a
+    CPU run never wakes the GPUs of its machine."""
     name, keys, pos, has_gauss, gauss = np.random.get_state()
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": [name, torch.from_numpy(np.asarray(keys).astype(np.int64)), pos, has_gauss, gauss],
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.device(device).type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(torch.device(device))
     return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def _set_rng_state(state: dict[str, Any], device: str) -> None:
     python = state["python"]
     random.setstate((python[0], tuple(python[1]), python[2]))
     name, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and torch.device(device).type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], torch.device(device))
 
 
 def _seed(seed: int) -> None:
@@ -345,7 +348,7 @@ def train(
         scheduler.load_state_dict(extra["scheduler"])
         epoch, step, best = int(extra["epoch"]), int(extra["step"]), float(extra["best"])
         sampler.skip = int(extra["step_in_epoch"])
-        _set_rng_state(extra["rng"])
+        _set_rng_state(extra["rng"], device)
         metrics_log.keep_until(step, epoch)
     else:
         metrics_log.path.unlink(missing_ok=True)
@@ -368,7 +371,7 @@ def train(
             "step": step,
             "step_in_epoch": step_in_epoch,
             "best": best,
-            "rng": _rng_state(),
+            "rng": _rng_state(device),
         }
         return save_checkpoint(path, model, model_config, provenance, extra)
 
