@@ -23,6 +23,7 @@ import cv2
 import h5py
 import numpy as np
 import scipy.io
+from scipy.io.matlab import MatReadError
 
 from pipeline.bbox import extent_bbox
 from pipeline.datasets.records import ImageRef, Quarantine, SequenceRecord
@@ -107,7 +108,10 @@ def _cell(annot: dict, name: str, camera: int, width: int, path: Path) -> np.nda
     cells = np.asarray(annot[name]).reshape(-1)
     if camera >= cells.size:
         raise FormatError(f"{path}: field {name} has {cells.size} cells, no camera {camera}")
-    array = np.asarray(cells[camera], dtype=np.float64)
+    try:
+        array = np.asarray(cells[camera], dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise FormatError(f"{path}: field {name}{{{camera}}} is not numeric ({exc})") from exc
     if array.ndim != 2 or array.shape[1] != width:
         raise FormatError(
             f"{path}: field {name}{{{camera}}} has shape {array.shape}, expected (F, {width})"
@@ -260,7 +264,7 @@ def _read_train(
             seq_key = f"subj{subject}_seq{seq}"
             try:
                 annot = scipy.io.loadmat(str(annot_path))
-            except (OSError, ValueError, TypeError) as exc:
+            except (OSError, ValueError, TypeError, MatReadError) as exc:
                 reject(quarantine, f"{DATASET}/train/{seq_key}", annot_path, "annot.mat",
                         f"cannot be read as MATLAB v5: {exc}")  # fmt: skip
                 continue
@@ -272,7 +276,12 @@ def _read_train(
                              "camera.calibration", exc)  # fmt: skip
                 continue
             fps = 50.0 if (subject, seq) in FIFTY_FPS else 25.0
-            frame_numbers_all = np.asarray(annot.get("frames", []), dtype=np.int64).reshape(-1)
+            try:
+                frame_numbers_all = np.asarray(annot.get("frames", []), np.int64).reshape(-1)
+            except (TypeError, ValueError) as exc:
+                reject(quarantine, f"{DATASET}/train/{seq_key}", annot_path, "frames",
+                        f"not numeric ({exc})")  # fmt: skip
+                continue
             for camera in rules.cameras:
                 key = f"{seq_key}_vid{camera}"
                 try:
@@ -332,7 +341,12 @@ def _fingerprint(paths: list[Path]) -> bytes:
 def _dataset(handle: h5py.File, name: str, shape: tuple[int, ...], path: Path) -> np.ndarray:
     if name not in handle:
         raise FormatError(f"{path}: field {name} is missing")
-    array = np.asarray(handle[name][()], dtype=np.float64)
+    if not isinstance(handle[name], h5py.Dataset):
+        raise FormatError(f"{path}: field {name} is not a dataset")
+    try:
+        array = np.asarray(handle[name][()], dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise FormatError(f"{path}: field {name} is not numeric ({exc})") from exc
     if array.shape[1:] != shape:
         raise FormatError(
             f"{path}: field {name} has shape {array.shape}, expected (n, {', '.join(map(str, shape))})"

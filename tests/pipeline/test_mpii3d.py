@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 
 import cv2
+import h5py
 import hdf5storage
 import numpy as np
 import pytest
@@ -228,3 +229,35 @@ def test_bad_calibration_fails_only_its_sequence(sample: dict, tmp_path: Path) -
     calibration.write_text("\n".join(lines) + "\n")
     with pytest.raises(FormatError, match=r"camera\.calibration: line 23: field name"):
         read_calibration(calibration)
+
+
+def test_malformed_matlab_contents_are_named_errors(sample: dict, tmp_path: Path) -> None:
+    root = _copy(sample, tmp_path)
+    annot_path = root / "S2" / "Seq1" / "annot.mat"
+    annot = {k: v for k, v in scipy.io.loadmat(str(annot_path)).items() if k[0] != "_"}
+    annot_path.write_bytes(b"")
+    quarantine = Quarantine()
+    assert {r.name[:6] for r in read_mpii3d(root, "train", quarantine)} == {"subj1_"}
+    assert [s.field for s in quarantine.skips if s.key == "mpii3d/train/subj2_seq1"] == [
+        "annot.mat"
+    ]
+    annot["annot2"][1, 0] = "text"
+    scipy.io.savemat(str(annot_path), annot)
+    with pytest.raises(FormatError, match=r"annot\.mat: field annot2\{1\} is not numeric"):
+        list(read_mpii3d(root, "train"))
+    annot["frames"] = "text"
+    scipy.io.savemat(str(annot_path), annot)
+    with pytest.raises(FormatError, match=r"annot\.mat: field frames: not numeric"):
+        list(read_mpii3d(root, "train"))
+
+    test_path = root / "mpi_inf_3dhp_test_set" / "TS1" / "annot_data.mat"
+    with h5py.File(test_path, "r+") as handle:
+        del handle["valid_frame"]
+        handle.create_dataset("valid_frame", data=np.array([[b"yes"]] * 30))
+    with pytest.raises(FormatError, match=r"annot_data\.mat: field valid_frame is not numeric"):
+        list(read_mpii3d(root, "test"))
+    with h5py.File(test_path, "r+") as handle:
+        del handle["annot2"]
+        handle.create_group("annot2")
+    with pytest.raises(FormatError, match=r"annot_data\.mat: field annot2 is not a dataset"):
+        list(read_mpii3d(root, "test"))
