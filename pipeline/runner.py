@@ -124,6 +124,10 @@ class BackboneRunner(Generic[Payload]):
         if item is None:
             return None
         out, done, payload = item
-        if done is not None:
-            done.synchronize()  # this batch only; the one launched after it keeps running
-        return out.numpy(), payload
+        if done is None:
+            return out.numpy(), payload
+        done.synchronize()  # this batch only; the one launched after it keeps running
+        # A copy, so the pinned buffer returns to torch's host cache for the next batches:
+        # a caller keeping rows (video inference keeps every feature of a video) would
+        # otherwise hold one pinned buffer per batch, which the cache then keeps for good.
+        return out.numpy().copy(), payload
