@@ -69,10 +69,26 @@ def _load_json(path: Path) -> dict:
     if not path.is_file():
         raise MissingFileError(f"{path}: Human3.6M annotation file is missing")
     try:
-        with open(path) as handle:
-            return json.load(handle)
-    except json.JSONDecodeError as exc:
+        with open(path, "rb") as handle:
+            content = json.load(handle)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise FormatError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(content, dict):
+        raise FormatError(f"{path}: the top level is not an object keyed as Moon's files are")
+    return content
+
+
+def _entry(table: dict, keys: tuple[str, ...], path: Path) -> object | None:
+    """`table[k0][k1]...`, None where a key is absent; a level that is not an object is a
+    FormatError naming the key path (`act/subact/frame`)."""
+    value: object = table
+    for depth, key in enumerate(keys):
+        if not isinstance(value, dict):
+            raise FormatError(f"{path}: field {'/'.join(keys[:depth])} is not an object")
+        if key not in value:
+            return None
+        value = value[key]
+    return value
 
 
 def _array(value: object, shape: tuple[int, ...], path: Path, name: str) -> np.ndarray:
@@ -157,9 +173,11 @@ def _smpl(
     shape = np.zeros((len(frames), 10))
     has = np.zeros(len(frames), bool)
     for row, frame in enumerate(frames):
-        entry = table.get(act, {}).get(subact, {}).get(str(frame), {}).get(cam)
+        entry = _entry(table, (act, subact, str(frame), cam), path)
         if entry is None:
             continue
+        if not isinstance(entry, dict):
+            raise FormatError(f"{path}: field {act}/{subact}/{frame}/{cam} is not an object")
         pose[row] = _array(entry.get("pose"), (72,), path, f"{act}/{subact}/{frame}/{cam}/pose")
         shape[row] = _array(entry.get("shape"), (10,), path, f"{act}/{subact}/{frame}/{cam}/shape")
         has[row] = True
@@ -185,7 +203,10 @@ def _world_joints(
     joints: dict, act: str, subact: str, numbers: list[int], path: Path
 ) -> np.ndarray:
     """(N, 17, 3) world joints in mm of the given 0-based frames; NaN where a frame has none."""
-    table = joints.get(act, {}).get(subact, {})
+    table = _entry(joints, (act, subact), path)
+    table = {} if table is None else table
+    if not isinstance(table, dict):
+        raise FormatError(f"{path}: field {act}/{subact} is not an object")
     world = np.full((len(numbers), 17, 3), np.nan)
     for row, number in enumerate(numbers):
         if str(number) in table:
@@ -210,9 +231,14 @@ def _read_json(
         annotations = root / "annotations"
         camera_path = annotations / f"Human36M_subject{subject}_camera.json"
         joints_path = annotations / f"Human36M_subject{subject}_joint_3d.json"
-        cameras, joints = _load_json(camera_path), _load_json(joints_path)
         smpl_path = annotations / f"Human36M_subject{subject}_SMPL_NeuralAnnot.json"
-        smpl_table = _load_json(smpl_path) if smpl_path.is_file() else None
+        try:
+            cameras, joints = _load_json(camera_path), _load_json(joints_path)
+            smpl_table = _load_json(smpl_path) if smpl_path.is_file() else None
+        except (FormatError, MissingFileError) as exc:
+            reject_error(quarantine, f"{DATASET}/{split}/S{subject}", annotations,
+                         "annotations", exc)  # fmt: skip
+            continue
         for folder, match in folders[subject]:
             act, subact, cam = (str(int(match.group(k))) for k in (2, 3, 4))
             if rules.front_only and cam != FRONT_CAMERA["json"]:

@@ -224,3 +224,33 @@ def test_missing_camera_and_misshaped_smpl_are_recorded(sample: dict, tmp_path: 
         ("s_01_act_02_subact_01_ca_04", "4"),
     ]
     assert "field 4 (camera) is missing" in quarantine.skips[1].reason
+
+
+def test_malformed_annotation_json_fails_only_its_subject(sample: dict, tmp_path: Path) -> None:
+    root = _copy(sample["dir"], tmp_path)
+    both = H36mRules(subjects={"train": (1, 9)})
+    camera_path = root / "annotations" / "Human36M_subject1_camera.json"
+    camera_path.write_bytes(b"\xff\xfe{")
+    quarantine = Quarantine()
+    assert [r.name[:4] for r in read_h36m(root, "train", quarantine, both)] == ["s_09", "s_09"]
+    (skip,) = quarantine.skips
+    assert skip.key == "h36m/train/S1" and "Human36M_subject1_camera.json" in skip.reason
+    with pytest.raises(FormatError, match=r"subject1_camera\.json: not valid JSON"):
+        list(read_h36m(root, "train", rules=both))
+    camera_path.write_text("[]")
+    with pytest.raises(FormatError, match=r"subject1_camera\.json: .*not an object"):
+        list(read_h36m(root, "train", rules=both))
+
+    joints_path = root / "annotations" / "Human36M_subject9_joint_3d.json"
+    joints = json.loads(joints_path.read_text())
+    joints["2"]["1"] = [0.0]
+    joints_path.write_text(json.dumps(joints))
+    with pytest.raises(FormatError, match=r"subject9_joint_3d\.json: field 2/1 is not an object"):
+        list(read_h36m(root, "test"))
+    smpl_path = root / "annotations" / "Human36M_subject1_SMPL_NeuralAnnot.json"
+    smpl = json.loads(smpl_path.read_text())
+    smpl["2"]["1"]["4"] = "pose"
+    smpl_path.write_text(json.dumps(smpl))
+    shutil.copy(sample["dir"] / "annotations" / camera_path.name, camera_path)
+    with pytest.raises(FormatError, match=r"NeuralAnnot\.json: field 2/1/4 is not an object"):
+        list(read_h36m(root, "train"))
