@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from tiny_train import step_losses, tiny_train_config
 
+from model.config import ModelConfig
 from model.evaluate import evaluate
 from model.train import load_train_config, train
 from storage.errors import FormatError
@@ -66,6 +67,48 @@ def test_shipped_configs_load_with_explicit_options() -> None:
     assert switches["table2_forecast_with_current"].forecast_with_current
     assert switches["table3_target_adjacent"].forecast_target == "adjacent"
     assert switches["baseline_vibe"].all_frames
+
+
+# tcmr.md §8.3 / §9.3, per official config: END_EPOCH, stride (OVERLAP), the 2D and 3D
+# training files (as store groups, with w_smpl) and the validation set.
+PAPER_RECIPES = {
+    "table4_3dpw": (30, 1, ["insta/train/base"], [("3dpw/train/occ", True),
+        ("mpii3d/train/scale12_occ", True), ("h36m/train/25fps_occ", False)],
+        ("3dpw/val/base", "3dpw")),
+    "table4_h36m_mpii3d": (45, 1, ["insta/train/base", "posetrack/train/base"],
+        [("3dpw/train/base", True), ("mpii3d/train/scale12", True),
+         ("h36m/train/25fps", True)], ("3dpw/val/base", "3dpw")),
+    "table6_3dpw": (45, 16, ["insta/train/base", "posetrack/train/occ"],
+        [("mpii3d/train/scale12_new_occ", True), ("h36m/train/25fps_occ", True)],
+        ("3dpw/val/base", "3dpw")),
+    "table6_h36m": (45, 16, ["insta/train/base"], [("mpii3d/train/scale1", True),
+        ("h36m/train/25fps_tight", True)], ("h36m/test/front_25fps_tight", "h36m")),
+    "table6_mpii3d": (30, 16, ["insta/train/base", "posetrack/train/base"],
+        [("mpii3d/train/scale12", True), ("h36m/train/25fps", True)],
+        ("3dpw/val/base", "3dpw")),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_RECIPES))
+def test_paper_configs_follow_the_official_recipe(name: str) -> None:
+    epochs, stride, groups_2d, groups_3d, validation = PAPER_RECIPES[name]
+    config = load_train_config(REPO / "configs" / f"{name}.toml")
+    assert (config.epochs, config.stride, config.seed) == (epochs, stride, 1)
+    assert (config.batch_2d, config.batch_3d, config.iterations_per_epoch) == (19, 13, 500)
+    assert (config.lr, config.weight_decay, config.lr_factor, config.lr_patience) == (
+        5e-5, 0.0, 0.1, 5,
+    )  # fmt: skip
+    assert config.loss.model_dump() == {"kp_2d": 300.0, "kp_3d": 300.0, "pose": 60.0,
+                                        "shape": 0.06}  # fmt: skip
+    assert [(d.group, d.use_smpl, d.use_3d) for d in config.datasets_2d] == [
+        (group, False, False) for group in groups_2d
+    ]
+    assert [(d.group, d.use_smpl, d.use_3d) for d in config.datasets_3d] == [
+        (group, smpl, True) for group, smpl in groups_3d
+    ]
+    assert (config.validation.group, config.validation.dataset) == validation
+    assert config.validation.protocol == "vibe"  # training-time validation, §10.4
+    assert config.model_settings() == ModelConfig()  # released TCMR: 2 x 1024 GRUs, T = 16
 
 
 def test_bad_config_names_file_and_field(tmp_path: Path) -> None:
