@@ -73,10 +73,13 @@ def _label(path: Path) -> dict[str, Any]:
     for key in ("x", "y", "visibility", "nframes"):
         if key not in mat:
             raise FormatError(f"{path}: field {key} missing")
-    frames = int(np.asarray(mat["nframes"]).ravel()[0])
+    frames = _scalar(mat, "nframes", path)
     fields = {"nframes": frames}
     for key in ("x", "y", "visibility"):
-        value = np.asarray(mat[key], dtype=np.float64)
+        try:
+            value = np.asarray(mat[key], dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise FormatError(f"{path}: field {key} is not numeric ({error})") from error
         if value.shape != (frames, JOINTS):
             raise FormatError(
                 f"{path}: field {key} has shape {value.shape}, expected ({frames}, 13)"
@@ -84,8 +87,16 @@ def _label(path: Path) -> dict[str, Any]:
         if not np.isfinite(value).all():
             raise FormatError(f"{path}: field {key} contains NaN or inf")
         fields[key] = value
-    fields["train"] = int(np.asarray(mat["train"]).ravel()[0]) if "train" in mat else 1
+    fields["train"] = _scalar(mat, "train", path) if "train" in mat else 1
     return fields
+
+
+def _scalar(mat: dict[str, Any], key: str, path: Path) -> int:
+    """A (1, 1) integer field such as `nframes` or `train`."""
+    try:
+        return int(np.asarray(mat[key]).ravel()[0])
+    except (TypeError, ValueError, IndexError) as error:
+        raise FormatError(f"{path}: field {key} is not one integer ({error})") from error
 
 
 def read_penn_action(

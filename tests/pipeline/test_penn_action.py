@@ -100,3 +100,19 @@ def test_root_or_official_archive_folder(sample_dir: Path, tmp_path: Path) -> No
     assert nested[0].content_hash == flat[0].content_hash
     with pytest.raises(MissingFileError, match="Penn_Action/labels"):
         list(read_penn_action(tmp_path / "empty"))
+
+
+@pytest.mark.usefixtures("sample_truth")  # writes the sample files
+def test_non_numeric_label_fields_are_named(sample_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "pennaction"
+    shutil.copytree(sample_dir / "pennaction", root)
+    label = root / "labels" / "0001.mat"
+    mat = {k: v for k, v in scipy.io.loadmat(label).items() if not k.startswith("__")}
+    for key, value in (("nframes", "twenty"), ("nframes", np.zeros((0, 0))),
+                       ("x", "left"), ("train", "yes")):  # fmt: skip
+        scipy.io.savemat(label, {**mat, key: value})
+        with pytest.raises(FormatError, match=rf"0001\.mat: field {key} "):
+            list(read_penn_action(root))
+        quarantine = Quarantine()
+        assert [r.name for r in read_penn_action(root, quarantine=quarantine)] == ["0002"]
+        assert quarantine.skips[0].key == "pennaction/train/0001/person0"
