@@ -95,19 +95,30 @@ def _run_windows(
 
 
 @torch.inference_mode()
-def _smoothed(model: TCMR, pose: np.ndarray, betas: np.ndarray) -> dict[str, np.ndarray]:
-    """One-Euro filtered pose (on rotations) and betas, with mesh and joints recomputed."""
+def _smoothed(
+    model: TCMR, pose: np.ndarray, betas: np.ndarray, batch_size: int
+) -> dict[str, np.ndarray]:
+    """One-Euro filtered pose (on rotations) and betas, with mesh and joints recomputed.
+
+    SMPL runs `batch_size` frames at a time: it needs about 1 MB a frame, so a long track
+    at once (tens of thousands of frames) would not fit in a GPU's memory.
+    """
     device = next(model.parameters()).device
     rotmat = axis_angle_to_rotmat(torch.from_numpy(pose).double().reshape(-1, 24, 3))
     rotmat = one_euro(rotmat, freq=1.0, min_cutoff=ONE_EURO_MIN_CUTOFF, beta=ONE_EURO_BETA).float()
     betas = one_euro_array(betas, freq=1.0, min_cutoff=ONE_EURO_MIN_CUTOFF, beta=ONE_EURO_BETA)
     betas_t = torch.from_numpy(betas).float()
-    body = model.smpl(betas_t.to(device), rotmat.to(device))
+    verts, joints = [], []
+    for start in range(0, len(pose), batch_size):
+        rows = slice(start, start + batch_size)
+        body = model.smpl(betas_t[rows].to(device), rotmat[rows].to(device))
+        verts.append(body.vertices.cpu().numpy())
+        joints.append(body.joints.cpu().numpy())
     return {
         "pose": rotmat_to_axis_angle(rotmat).reshape(len(pose), 72).numpy(),
         "betas": betas.astype(np.float32),
-        "verts": body.vertices.cpu().numpy(),
-        "joints3d": body.joints.cpu().numpy(),
+        "verts": np.concatenate(verts),
+        "joints3d": np.concatenate(joints),
     }
 
 
@@ -150,6 +161,6 @@ def predict_tracks(
             "frame_ids": np.asarray(track.frame_ids, dtype=np.int64),
         }
         if smooth:
-            result.update(_smoothed(model, theta[:, 3:75], theta[:, 75:85]))
+            result.update(_smoothed(model, theta[:, 3:75], theta[:, 75:85], batch_size))
         results[track.track_id] = result
     return results
