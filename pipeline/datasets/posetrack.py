@@ -67,8 +67,14 @@ def _load_coco(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise FormatError(f"{path}: not a COCO-style PoseTrack file (top level is not an object)")
     for field in ("images", "annotations", "categories"):
-        if not isinstance(data.get(field, []), list):
-            raise FormatError(f"{path}: not a COCO-style PoseTrack file (field {field})")
+        entries = data.get(field, [])
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise FormatError(
+                f"{path}: not a COCO-style PoseTrack file (field {field} is not a list of objects)"
+            )
+    for image in data.get("images", []):
+        if image.get("is_labeled") and not isinstance(image.get("id"), int):
+            raise FormatError(f"{path}: a labelled image lacks an integer field images.id")
     return data
 
 
@@ -110,7 +116,12 @@ def _video_2018(
     labelled = {img["id"]: img for img in coco.get("images", []) if img.get("is_labeled")}
     tracks: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {}
     for ann in coco.get("annotations", []):
-        image = labelled.get(ann.get("image_id"))
+        image_id = ann.get("image_id")
+        if not isinstance(image_id, int):
+            raise FormatError(
+                f"{path}: annotation {ann.get('id')} field image_id is not an integer"
+            )
+        image = labelled.get(image_id)
         if image is None:
             continue
         try:

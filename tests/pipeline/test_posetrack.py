@@ -118,3 +118,26 @@ def test_reading_never_swaps_stdout(sample_dir: Path, capsys: pytest.CaptureFixt
     thread.join()
     assert swapped == [] and sys.stdout is original
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.usefixtures("sample_truth")  # writes the sample files
+def test_malformed_entries_fail_only_their_video(sample_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "posetrack"
+    shutil.copytree(sample_dir / "posetrack", root)
+    first = root / "posetrack_data" / "annotations" / "train" / "000001_bonn_train.json"
+    data = json.loads(first.read_text())
+    edits = (
+        ("images", lambda d: d["images"].__setitem__(0, 7), "field images"),
+        ("annotations", lambda d: d["annotations"].__setitem__(0, 7), "field annotations"),
+        ("id", lambda d: d["images"][5].pop("id"), "field images.id"),
+        ("image_id", lambda d: d["annotations"][0].__setitem__("image_id", [1]), "image_id"),
+    )
+    for _, edit, field in edits:
+        broken = json.loads(json.dumps(data))
+        edit(broken)
+        first.write_text(json.dumps(broken))
+        with pytest.raises(FormatError, match=rf"000001_bonn_train\.json: .*{field}"):
+            list(read_posetrack(root))
+        quarantine = Quarantine()
+        assert [r.name for r in read_posetrack(root, "train", quarantine)] == ["000002_mpii_train"]
+        assert quarantine.skips[0].key == "posetrack/train/000001_bonn_train"
