@@ -44,6 +44,7 @@ from storage.maintenance import plan_refresh
 from storage.provenance import Provenance
 from storage.reader import content_hashes, open_store
 from storage.schema import SHARD_ROWS
+from storage.settings import BASE_DATA_ORIGINS
 from storage.writer import Segment, SegmentWriter, StoreWriter, read_pointer
 
 # dataset -> (reader module, reader function, folder of the release layout under a data root)
@@ -335,6 +336,22 @@ def _record_scale(request: BuildRequest, records: list[SequenceRecord]) -> float
     return float(scale)
 
 
+def _missing_checkpoint(request: BuildRequest) -> str:
+    """Where the missing SPIN checkpoint was looked for, and how to point at it."""
+    where = (
+        "the base-data folder (--base-data / `base_data`, else DATA_ROOT/base_data when "
+        "present, else the `base_data` setting TCMR_BASE_DATA)"
+        if request.base_data is not None
+        and request.checkpoint == request.base_data / CHECKPOINT_NAME
+        else "the SPIN checkpoint given (--spin-checkpoint / `checkpoint`)"
+    )
+    return (
+        f"{request.checkpoint} not found: the backbone is read from {where}; give "
+        f"--spin-checkpoint or the folder that holds {CHECKPOINT_NAME}, which comes from "
+        f"{BASE_DATA_ORIGINS[CHECKPOINT_NAME]}"
+    )
+
+
 def plan_build(request: BuildRequest, shard_frames: int = SHARD_ROWS) -> BuildPlan:
     """Parse the sources if they changed and stage the sequences that need extraction.
 
@@ -344,9 +361,7 @@ def plan_build(request: BuildRequest, shard_frames: int = SHARD_ROWS) -> BuildPl
     started = time.time()
     digest = source_digest(request.root, request.dataset, request.split)
     if not request.checkpoint.is_file():
-        raise MissingFileError(
-            f"{request.checkpoint}: backbone checkpoint not found (`checkpoint`)"
-        )
+        raise MissingFileError(_missing_checkpoint(request))
     bank = occluder_bank(request)
     expected = Provenance(
         backbone_sha256=file_sha256(request.checkpoint),
