@@ -43,11 +43,20 @@ _FACE = 5
 _TOES = 6
 
 
-def _need(features: dict[str, Feature], key: str, size: int, where: str) -> Feature:
-    """The feature `key` with exactly `size` values, or a FormatError naming it."""
+def _kind(value: Feature) -> str:
+    """Which list of a `tf.train.Feature` the decoded value came from."""
+    if isinstance(value, list):
+        return "bytes"
+    return "float" if value.dtype.kind == "f" else "int64"
+
+
+def _need(features: dict[str, Feature], key: str, size: int, where: str, kind: str) -> Feature:
+    """The feature `key`, a `<kind>_list` of exactly `size` values, or a FormatError naming it."""
     if key not in features:
         raise FormatError(f"{where}: field {key} is missing")
     value = features[key]
+    if len(value) and _kind(value) != kind:
+        raise FormatError(f"{where}: field {key} is a {_kind(value)}_list, expected {kind}_list")
     if len(value) != size:
         raise FormatError(f"{where}: field {key} has {len(value)} values, expected {size}")
     return value
@@ -55,10 +64,16 @@ def _need(features: dict[str, Feature], key: str, size: int, where: str) -> Feat
 
 def _keypoints(features: dict[str, Feature], frames: int, where: str) -> np.ndarray:
     """(N, 25, 3) keypoints in the stored image's pixels (x, y, visibility)."""
-    xys = np.asarray(_need(features, "image/xys", 2 * _LSP * frames, where), np.float64)
-    vis = np.asarray(_need(features, "image/visibilities", _LSP * frames, where), np.float64)
-    face = np.asarray(_need(features, "image/face_pts", 3 * _FACE * frames, where), np.float64)
-    toes = np.asarray(_need(features, "image/toe_pts", 3 * _TOES * frames, where), np.float64)
+    xys = np.asarray(_need(features, "image/xys", 2 * _LSP * frames, where, "float"), np.float64)
+    vis = np.asarray(
+        _need(features, "image/visibilities", _LSP * frames, where, "int64"), np.float64
+    )
+    face = np.asarray(
+        _need(features, "image/face_pts", 3 * _FACE * frames, where, "float"), np.float64
+    )
+    toes = np.asarray(
+        _need(features, "image/toe_pts", 3 * _TOES * frames, where, "float"), np.float64
+    )
     lsp = np.concatenate([xys.reshape(frames, 2, _LSP), vis.reshape(frames, 1, _LSP)], axis=1)
     stacked = np.concatenate(
         [lsp, face.reshape(frames, 3, _FACE), toes.reshape(frames, 3, _TOES)], axis=2
@@ -88,12 +103,12 @@ def _record(path: Path, index: int, offset: int, payload: bytes, split: str) -> 
         features = parse_example(payload)
     except ValueError as exc:
         raise FormatError(f"{where}: not a tf.train.Example: {exc}") from exc
-    frames = int(_need(features, "meta/N", 1, where)[0])
+    frames = int(_need(features, "meta/N", 1, where, "int64")[0])
     if frames < 1:
         raise FormatError(f"{where}: field meta/N is {frames}")
-    jpegs = _need(features, "image/encoded", frames, where)
+    jpegs = _need(features, "image/encoded", frames, where, "bytes")
     if "image/heightwidths" in features:
-        sizes = np.asarray(_need(features, "image/heightwidths", 2 * frames, where))
+        sizes = np.asarray(_need(features, "image/heightwidths", 2 * frames, where, "int64"))
         if (sizes != CROP).any():
             raise FormatError(
                 f"{where}: field image/heightwidths: stored images are not {CROP}x{CROP} crops"

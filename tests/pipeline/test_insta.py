@@ -151,3 +151,22 @@ def test_stored_images_must_be_224_crops(tmp_path: Path) -> None:
     _write_record(tmp_path / "train" / "big.tfrecord", example.SerializeToString())
     with pytest.raises(FormatError, match="field image/heightwidths"):
         list(read_insta(tmp_path, "train"))
+
+
+def test_feature_of_the_wrong_list_type_is_reported_by_name(tmp_path: Path) -> None:
+    # datasets.md 7.3: image/encoded is a bytes_list, image/xys a float_list.
+    example = example_pb2.Example()
+    example.features.feature["meta/N"].int64_list.value.append(2)
+    example.features.feature["image/encoded"].float_list.value.extend([1.0, 2.0])
+    _write_record(tmp_path / "train" / "floats.tfrecord", example.SerializeToString())
+    with pytest.raises(FormatError, match=r"field image/encoded is a float_list, expected bytes"):
+        list(read_insta(tmp_path, "train"))
+    quarantine = Quarantine()
+    assert list(read_insta(tmp_path, "train", quarantine)) == []
+    assert "image/encoded" in quarantine.skips[0].reason
+    example.features.feature["image/encoded"].Clear()
+    example.features.feature["image/encoded"].bytes_list.value.extend([b"a", b"b"])
+    example.features.feature["image/xys"].bytes_list.value.extend([b"1"] * 56)
+    _write_record(tmp_path / "train" / "floats.tfrecord", example.SerializeToString())
+    with pytest.raises(FormatError, match=r"field image/xys is a bytes_list, expected float"):
+        list(read_insta(tmp_path, "train"))
