@@ -299,14 +299,19 @@ def train(
     device = device or settings.torch_device()
     root = config.store or settings.store
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     if not config.datasets_3d and not config.datasets_2d:
         raise FormatError("training config: no datasets (fields datasets_2d, datasets_3d)")
-    if device.startswith("cuda"):
-        torch.backends.cudnn.benchmark = True
 
     _seed(config.seed)
     model_config = config.model_settings()
+    checkpoint = None if resume is None else load_checkpoint(Path(resume))
+    if checkpoint is not None and (
+        checkpoint.config != model_config or "optimizer" not in checkpoint.extra
+    ):
+        raise TcmrError(
+            f"checkpoint {resume}: field 'config'/'extra' does not match this training "
+            "config (a different model, or not a training checkpoint)"
+        )
     model = build_model(model_config, settings).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -334,15 +339,11 @@ def train(
 
     epoch, step, best = 0, 0, math.inf
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    # The run folder appears only once every input (config, stores, resume) has been read.
+    out_dir.mkdir(parents=True, exist_ok=True)
     metrics_log = _Log(out_dir / "metrics.jsonl", config.tensorboard)
-    if resume is not None:
-        checkpoint = load_checkpoint(Path(resume))
+    if checkpoint is not None:
         extra = checkpoint.extra
-        if checkpoint.config != model_config or "optimizer" not in extra:
-            raise TcmrError(
-                f"checkpoint {resume}: field 'config'/'extra' does not match this training "
-                "config (a different model, or not a training checkpoint)"
-            )
         model.load_state_dict(checkpoint.state_dict)
         optimizer.load_state_dict(extra["optimizer"])
         scheduler.load_state_dict(extra["scheduler"])
