@@ -100,6 +100,11 @@ def _check_layout(path: Path, db: Any, dataset: str, split: str) -> int:
     expected = layout(dataset, split)
     found = {key: tuple(np.shape(db[key])) for key in db}
     problems = [f"missing {key}" for key in expected.required if key not in found]
+    problems += [
+        f"{key} has no rows"
+        for key in {**expected.required, **expected.optional}
+        if found.get(key) == ()
+    ]
     counts = {shape[0] for shape in found.values() if shape}
     rows = counts.pop() if len(counts) == 1 else -1
     for key, tail in {**expected.required, **expected.optional}.items():

@@ -156,3 +156,14 @@ def test_mpii3d_test_set_is_recorded_at_1_2_under_either_split_name(tmp_path: Pa
     for split in ("val", "test"):
         import_db(tmp_path / "mpii3d_val_scale12_db.pt", "mpii3d", split, str(tmp_path), split)
         assert open_store(str(tmp_path), split).provenance.crop_scale == 1.2
+
+
+def test_a_key_without_rows_is_a_layout_error(tmp_path: Path) -> None:
+    path = tmp_path / "3dpw_test_db.pt"
+    db = threedpw_db(path, {"a_0": 16})
+    db["vid_name"] = "a_0"  # one name instead of one per row
+    joblib.dump(db, path)
+    with pytest.raises(
+        FormatError, match=r"3dpw_test_db\.pt: not a 3dpw test db \(vid_name has no rows"
+    ):
+        import_db(path, "3dpw", "test", str(tmp_path), "3dpw/test/base")
