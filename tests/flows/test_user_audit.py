@@ -14,13 +14,16 @@ from pathlib import Path
 
 import pytest
 from flow_data import penn_sample
+from tiny_training import tiny_config, write_tiny_stores
 
 TCMR = [sys.executable, "-c", "from flows.cli import main; main()"]
 
 
-def tcmr(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def tcmr(*args: str, cwd: Path | None = None, **settings: str) -> subprocess.CompletedProcess[str]:
+    """The command in a subprocess, with only the given TCMR_* settings (as keywords)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TCMR_")}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    env.update({f"TCMR_{name.upper()}": value for name, value in settings.items()})
     return subprocess.run(
         [*TCMR, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
     )
@@ -43,3 +46,30 @@ def test_missing_spin_checkpoint_names_the_setting_and_origin(
     for words in ("--spin-checkpoint", "--base-data", "TCMR_BASE_DATA", "base_data release"):
         assert words in lines[0]
     assert not (tmp_path / "stores").exists()
+
+
+def test_train_refused_inputs_leave_no_run_folder(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """A store group that is not there, or a --resume typo: one line, and no empty --out."""
+    base = str(penn_sample(tmp_path_factory) / "base_data")
+    config = tmp_path / "tiny.toml"
+    config.write_text(tiny_config("audit", store=tmp_path / "stores"))
+    (tmp_path / "stores").mkdir()
+    no_store = tcmr(
+        "train", "--config", str(config), "--out", "runs/a", cwd=tmp_path, base_data=base
+    )
+    write_tiny_stores(tmp_path / "stores")
+    no_resume = tcmr(
+        "train", "--config", str(config), "--out", "runs/b", "--resume", "runs/a/last.pt",
+        cwd=tmp_path, base_data=base,
+    )  # fmt: skip
+
+    assert no_store.returncode == 2
+    assert no_store.stderr.strip().splitlines() == [
+        f"error: no store 'insta/train/base' under {tmp_path / 'stores'} (stores there: none); "
+        "build or import it first"
+    ]
+    assert no_resume.returncode == 2
+    assert no_resume.stderr.strip().splitlines() == ["error: checkpoint runs/a/last.pt not found"]
+    assert not (tmp_path / "runs").exists()
