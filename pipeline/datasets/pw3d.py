@@ -76,6 +76,9 @@ def load_pw3d_pickle(path: Path) -> dict[str, Any]:
     missing = [key for key in _REQUIRED if key not in data]
     if missing:
         raise FormatError(f"{path}: field(s) {', '.join(missing)} missing")
+    people = data["poses"]
+    if not isinstance(people, list | tuple) and np.ndim(people) < 1:
+        raise FormatError(f"{path}: field poses is not a list with one entry per person")
     return data
 
 

@@ -157,3 +157,16 @@ def test_python2_pickle_needs_latin1(sample_dir: Path) -> None:
     assert b"cnumpy.core.multiarray\n_reconstruct" in data
     with pytest.raises(UnicodeDecodeError):
         pickle.loads(data)
+
+
+def test_people_list_of_the_wrong_type_names_the_field(
+    sample_dir: Path, tmp_path: Path, sample_body: SMPL
+) -> None:
+    root = _copy(sample_dir, tmp_path)
+    val = root / "sequenceFiles" / "validation" / "downtown_fake_00.pkl"
+    _edit(val, lambda data: data.__setitem__("poses", 3))
+    with pytest.raises(FormatError, match=r"downtown_fake_00\.pkl: field poses is not a list"):
+        list(read_3dpw(root, "validation", None, sample_body))
+    quarantine = Quarantine()
+    assert list(read_3dpw(root, "validation", quarantine, sample_body)) == []
+    assert quarantine.skips[0].key == "3dpw/validation/downtown_fake_00"
