@@ -261,3 +261,32 @@ def test_malformed_matlab_contents_are_named_errors(sample: dict, tmp_path: Path
         handle.create_group("annot2")
     with pytest.raises(FormatError, match=r"annot_data\.mat: field annot2 is not a dataset"):
         list(read_mpii3d(root, "test"))
+
+
+def test_3d_comes_from_annot3_in_train_and_univ_annot3_in_test(
+    sample: dict, tmp_path: Path
+) -> None:
+    # datasets.md 4.4 / 5.3: train reads annot3 (camera mm), test univ_annot3. The sample
+    # writes equal values under both names, so make them differ here.
+    root = _copy(sample, tmp_path)
+    before = {r.name: r for r in read_mpii3d(root, "train", Quarantine())}
+    test_before = next(read_mpii3d(root, "test", Quarantine()))
+    annot_path = root / "S1" / "Seq1" / "annot.mat"
+    annot = {k: v for k, v in scipy.io.loadmat(str(annot_path)).items() if k[0] != "_"}
+    univ = annot["univ_annot3"].copy()
+    for cell in range(univ.shape[0]):
+        univ[cell, 0] = univ[cell, 0] * 0.5
+    scipy.io.savemat(str(annot_path), {**annot, "univ_annot3": univ})
+    after = {r.name: r for r in read_mpii3d(root, "train", Quarantine())}
+    record = after["subj1_seq1_vid4_seg0"]
+    np.testing.assert_array_equal(record.joints3d, before["subj1_seq1_vid4_seg0"].joints3d)
+    test_path = root / "mpi_inf_3dhp_test_set" / "TS1" / "annot_data.mat"
+    with h5py.File(test_path, "r+") as handle:
+        handle["annot3"][...] = handle["annot3"][()] * 0.5
+    np.testing.assert_array_equal(
+        next(read_mpii3d(root, "test", Quarantine())).joints3d, test_before.joints3d
+    )
+    with h5py.File(test_path, "r+") as handle:
+        handle["univ_annot3"][...] = handle["univ_annot3"][()] * 0.5
+    halved = next(read_mpii3d(root, "test", Quarantine())).joints3d
+    np.testing.assert_allclose(halved[..., :3], test_before.joints3d[..., :3] * 0.5, atol=1e-6)
