@@ -73,3 +73,24 @@ def test_train_refused_inputs_leave_no_run_folder(
     assert no_resume.returncode == 2
     assert no_resume.stderr.strip().splitlines() == ["error: checkpoint runs/a/last.pt not found"]
     assert not (tmp_path / "runs").exists()
+
+
+def test_train_takes_store_like_every_command(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """`--store` means the same in every command; train reads its groups from it."""
+    base = str(penn_sample(tmp_path_factory) / "base_data")
+    config = tmp_path / "tiny.toml"
+    config.write_text(tiny_config("audit"))
+    write_tiny_stores(tmp_path / "mine")
+    typo = tcmr("train", "--config", str(config), "--store", "mien", cwd=tmp_path)
+    done = tcmr(
+        "train", "--config", str(config), "--store", "mine", "--max-steps", "1", "--out", "run",
+        cwd=tmp_path, base_data=base,
+    )  # fmt: skip
+
+    assert typo.returncode == 2
+    assert typo.stderr.strip().splitlines() == ["error: --store mien: no such store folder"]
+    assert not (tmp_path / "runs").exists()
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "run" / "last.pt").is_file()
