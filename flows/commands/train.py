@@ -28,11 +28,7 @@ def register(app: typer.Typer) -> None:
         resume: Path | None = typer.Option(
             None, help="Continue exactly from this last.pt; default: start afresh."
         ),
-        store: str | None = typer.Option(
-            None,
-            help="Store root: a folder or an fsspec URL (s3://...); default: the config's "
-            "`store`, else the `store` setting (TCMR_STORE).",
-        ),
+        store: Store = None,
         device: Device = None,
         max_steps: int | None = typer.Option(
             None, min=1, help="Stop after this many steps in all; default: the config's epochs."
@@ -48,7 +44,7 @@ def register(app: typer.Typer) -> None:
                 f"continue it with --resume {out / 'last.pt'}, or give a new folder"
             )
         loaded = load_train_config(config)
-        if store is not None:
+        if store is not None:  # else the config's `store`, else the setting
             loaded = loaded.model_copy(update={"store": store_root(store, existing=True)})
         result = train(loaded, out, resume=resume, device=torch_device(device), max_steps=max_steps)
         typer.echo(
