@@ -37,6 +37,7 @@ def evaluate(
         protocol=protocol,
         filter_name=filter_name,
         device=device,
+        progress=False,  # as training in its flow: a bar is noise in the run's logs
     )
     metrics = {k: v for k, v in result.metrics.items() if isinstance(v, int | float | str)}
     create_table_artifact(

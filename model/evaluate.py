@@ -149,14 +149,20 @@ def predict_frames(
     device: str = "cpu",
     num_workers: int = 0,
     limit: int | None = None,
+    progress: bool = False,
 ) -> FramePredictions:
     """Run the model on every evaluation window (the first `limit`): mid-frame outputs and
     their ground truth.
 
     Each batch moves its distinct frames to the device once and gathers the windows there;
-    outputs stay on the device until the end, so no batch waits on a copy back.
+    outputs stay on the device until the end, so no batch waits on a copy back. `progress`
+    shows a bar of windows done (a full test set takes minutes on a CPU).
     """
+    from tqdm import tqdm
+
     smpl = model.smpl
+    total = len(dataset) if limit is None else min(limit, len(dataset))
+    bar = tqdm(total=total, desc="evaluate", unit="window", disable=not progress)
     loader = DataLoader(
         EvalBatches(dataset, batch_size, limit),
         batch_size=None,
@@ -186,6 +192,8 @@ def predict_frames(
             keep("scores", scores)
             if rule.has_mpvpe:
                 keep("mpvpe", _vertex_errors(out["verts"], _gt_vertices(smpl, gt_theta)))
+            bar.update(len(features))
+    bar.close()
     arrays = {name: torch.cat(values).cpu().numpy() for name, values in parts.items()}
     return FramePredictions(**arrays)
 
@@ -400,11 +408,12 @@ def evaluate(
     device: str | None = None,
     num_workers: int = 0,
     plot_sequence: str | None = None,
+    progress: bool = True,
 ) -> EvalResult:
     """Evaluate a checkpoint (ours or official) on one store group; write the reports.
 
     `dataset` ("3dpw", "h36m", "mpii3d") picks the joint rule; by default it is the first
-    component of the group name (`3dpw/test/base` -> 3dpw).
+    component of the group name (`3dpw/test/base` -> 3dpw). `progress`: a bar of windows.
     """
     settings = settings or get_settings()
     if protocol not in PROTOCOLS:
@@ -418,7 +427,7 @@ def evaluate(
     store: Store = open_store(store_root, group)
     data = EvalDataset(store, protocol)
     started = time.perf_counter()
-    frames = predict_frames(model, data, rule, batch_size, device, num_workers)
+    frames = predict_frames(model, data, rule, batch_size, device, num_workers, progress=progress)
     seconds = time.perf_counter() - started
     names = sequence_names(store)
     raw = score(frames, rule, protocol, names)

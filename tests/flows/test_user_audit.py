@@ -94,3 +94,28 @@ def test_train_takes_store_like_every_command(
     assert not (tmp_path / "runs").exists()
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "run" / "last.pt").is_file()
+
+
+def test_evaluate_shows_a_progress_bar(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """A whole test set takes minutes on a CPU: the command shows how far it is."""
+    from model.checkpoint import save_checkpoint
+    from model.config import ModelConfig
+    from model.tcmr import build_model
+    from storage.settings import Settings
+
+    base = penn_sample(tmp_path_factory) / "base_data"
+    config = ModelConfig(hidden_size=16, n_layers=1, attention_size=8)
+    model = build_model(config, Settings(base_data=base))
+    save_checkpoint(tmp_path / "tiny.pt", model, config, {})
+    write_tiny_stores(tmp_path / "stores")
+    done = tcmr(
+        "evaluate", "--checkpoint", "tiny.pt", "--store", "stores", "--batch-size", "8",
+        "--out", "eval", cwd=tmp_path, base_data=str(base),
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert "evaluate: 100%" in done.stderr
+    assert "37/37 [" in done.stderr  # the 17 + 20 frames of 3dpw/test/base, one window each
+    assert (tmp_path / "eval" / "metrics.json").is_file()
