@@ -10,8 +10,11 @@ HMMR's smoothed bbox x 1.1; frames with at most 6 visible joints dropped; `valid
 computed on the same frames as every other array (the official box is not trimmed when a
 person's first frames have no detection, which misaligns it), and SMPL is posed with the
 translation mapped into the camera frame too, so 3D joints are true camera coordinates
-(root-relative values are identical to the official ones). Dropped frames split a person
-into unbroken segments; segments shorter than `min_frames` are recorded as skips.
+(root-relative values are identical to the official ones). In the train split dropped frames
+split a person into unbroken segments, so no training window spans a jump in time; in
+validation and test a person's kept frames stay one sequence across the gaps, as in the
+official dbs, so evaluation windows and frame counts are the published protocol's (34,561
+test frames). Sequences shorter than `min_frames` are recorded as skips.
 """
 
 from __future__ import annotations
@@ -59,7 +62,10 @@ class Pw3dRules:
     crop_scale: float = 1.2
     """Crop scale of the released TCMR dbs (the script says 1.3; tcmr.md §6)."""
     min_frames: int = SEQLEN
-    """Segments shorter than one window are skipped."""
+    """Sequences shorter than one window are skipped."""
+    split_eval_at_gaps: bool = False
+    """Split validation/test people at dropped frames too (train always splits); the official
+    evaluation keeps them whole, its windows spanning the gaps."""
     joints3d_train: str = "spin49"
     """`spin49` (TCMR train) or `j14` (the evaluation joints); val/test always use `j14`."""
 
@@ -226,34 +232,35 @@ def _person(
     if dropped and quarantine is not None:
         quarantine.add(key, path, "poses2d", f"{dropped} of {count} frames without a box or "
                        f"with <= {rules.min_visible} visible joints dropped")  # fmt: skip
-    for number, (start, stop) in enumerate(runs(keep)):
-        name = sequence if keep.all() else f"{sequence}_seg{number}"
+    whole = split != "train" and not rules.split_eval_at_gaps
+    parts = [np.flatnonzero(keep)] if whole else [np.arange(a, b) for a, b in runs(keep)]
+    for number, frames in enumerate(parts):
+        name = sequence if whole or keep.all() else f"{sequence}_seg{number}"
         seg_key = f"{DATASET}/{split}/{name}/person{person}"
-        if too_short(quarantine, seg_key, path, "frames", stop - start, rules.min_frames):
+        if too_short(quarantine, seg_key, path, "frames", len(frames), rules.min_frames):
             continue
-        missing = [str(p) for p in images[start:stop] if not p.is_file()]
+        missing = [str(images[i]) for i in frames if not images[i].is_file()]
         if missing:
             raise FormatError(
                 f"{path}: imageFiles lacks {len(missing)} frame(s), first {missing[0]}"
             )
-        frames = slice(start, stop)
         record = SequenceRecord(
             dataset=DATASET,
             split=split,
             name=name,
             person_id=person,
             fps=FPS,
-            images=[ImageRef(str(p)) for p in images[frames]],
-            frame_index=np.arange(start, stop, dtype=np.int64),
+            images=[ImageRef(str(images[i])) for i in frames],
+            frame_index=frames.astype(np.int64),
             joints2d=joints2d[frames].astype(np.float32),
             joints3d=joints3d[frames].astype(np.float32),
             pose=pose_cam[frames].astype(np.float32),
             shape=shape[frames].astype(np.float32),
-            has_smpl=np.ones(stop - start, dtype=bool),
+            has_smpl=np.ones(len(frames), dtype=bool),
             bbox=bbox[frames].astype(np.float32),
             valid=campose_valid[frames],
             content_hash=hash_files(
-                [path], extra=f"{person}:{start}:{stop}:{asdict(rules)}".encode()
+                [path], extra=f"{person}:{frames[0]}:{frames[-1] + 1}:{asdict(rules)}".encode()
             ),
             camera={
                 "K": intrinsics.astype(np.float32),

@@ -12,9 +12,9 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from model.smpl import SMPL
-from pipeline.datasets.pw3d import read_3dpw
+from pipeline.datasets.pw3d import Pw3dRules, read_3dpw
 from pipeline.datasets.records import Quarantine
-from pipeline.sample.pw3d import CAMPOSE_INVALID, LOW_CONFIDENCE
+from pipeline.sample.pw3d import CAMPOSE_INVALID, LOW_CONFIDENCE, ZERO_DETECTIONS
 from pipeline.sample.py2pickle import dumps_py2
 from storage.errors import FormatError
 
@@ -89,17 +89,39 @@ def test_2d_mapping_threshold_and_validity(records: dict, sample_truth: dict) ->
 def test_first_frames_without_detection_do_not_shift_boxes(
     records: dict, sample_truth: dict
 ) -> None:
-    test, quarantine = records["test"]
-    (record,) = test
-    assert record.frame_index[0] == 2 and len(record) == 19  # frames 0, 1 and 21 dropped
+    (record,) = records["test"][0]
+    assert record.frame_index[0] == 2  # frames 0 and 1 have no detection
     truth = _truth(sample_truth, "test", "outdoors_fake_00", 0)
     np.testing.assert_allclose(record.joints2d[0, 25, :2], truth.poses2d[2, 10, :2], atol=1e-3)
     # The box of each kept frame surrounds that frame's own joints.
     visible = record.joints2d[..., 2] > 0
     for box, joints, vis in zip(record.bbox, record.joints2d, visible, strict=True):
         assert np.abs(joints[vis, :2] - box[:2]).max() < box[2] / 2
-    reasons = [skip.reason for skip in quarantine.skips]
-    assert any("2 frames < min_frames" in reason for reason in reasons)
+
+
+def test_eval_people_stay_whole_across_dropped_frames(
+    records: dict, sample_dir: Path, sample_body: SMPL, sample_truth: dict
+) -> None:
+    # The official test db keeps a person's vid_name across the frames MIN_KP drops: the
+    # evaluation windows span the gap and the frames after it are evaluated.
+    (record,) = records["test"][0]
+    kept = [i for i in range(24) if i not in ZERO_DETECTIONS["outdoors_fake_00"]]
+    assert record.name == "outdoors_fake_00"
+    assert record.frame_index.tolist() == kept and len(record.images) == len(kept)
+    assert record.images[-1].path.endswith("image_00023.jpg")
+    truth = _truth(sample_truth, "test", "outdoors_fake_00", 0)
+    np.testing.assert_allclose(record.joints3d[:, 25:39, :3], truth.joints14[kept], atol=1e-4)
+    np.testing.assert_array_equal(record.valid, truth.campose_valid[kept])
+    assert [skip.reason for skip in records["test"][1].skips] == [
+        "3 of 24 frames without a box or with <= 6 visible joints dropped"
+    ]
+
+    # Train (and the opt-in rule for evaluation) split at the gap: frames 22-23 are too short.
+    quarantine = Quarantine()
+    split = Pw3dRules(split_eval_at_gaps=True)
+    (part,) = read_3dpw(sample_dir / "3DPW", "test", quarantine, sample_body, rules=split)
+    assert part.frame_index.tolist() == list(range(2, 21)) and part.name == "outdoors_fake_00_seg0"
+    assert any("2 frames < min_frames" in skip.reason for skip in quarantine.skips)
 
 
 def _copy(sample_dir: Path, tmp_path: Path) -> Path:
