@@ -143,8 +143,12 @@ def run_inference(
     min_track_len: int = MIN_TRACK_LEN,
     batch_size: int = 64,
     settings: Settings | None = None,
+    progress: bool = False,
 ) -> InferenceReport:
-    """Run TCMR on a video or image folder and write the demo's outputs into `out`."""
+    """Run TCMR on a video or image folder and write the demo's outputs into `out`.
+
+    `progress` shows a bar of the video frames read, cropped and run through the backbone.
+    """
     import torch
 
     from model.backbone import load_spin_backbone
@@ -170,7 +174,7 @@ def run_inference(
 
     start = time.perf_counter()
     features = extract_video_features(
-        source, backbone, tracks, min_track_len, batch_size, device=device
+        source, backbone, tracks, min_track_len, batch_size, device=device, progress=progress
     )
     tick = time.perf_counter()
     inputs = [TrackInput(t.track_id, t.frame_ids, t.bboxes, t.features) for t in features.tracks]

@@ -192,12 +192,16 @@ def extract_video_features(
     batch_size: int = 64,
     device: str | torch.device = "cpu",
     detector: ForegroundDetector | None = None,
+    progress: bool = False,
 ) -> VideoFeatures:
     """Features (float32, [n, 2048]) of every track with at least `min_track_len` frames.
 
     `tracks` come from a track file; without them the built-in detector and IoU tracker
-    find people. Stages timed: decode, detect/track, crop, features.
+    find people. Stages timed: decode, detect/track, crop, features. `progress` shows a bar
+    of video frames done: this loop is most of an inference run.
     """
+    from tqdm import tqdm
+
     seconds = dict.fromkeys(("decode", "detect/track", "crop", "features"), 0.0)
     start = time.perf_counter()
     if tracks is None:
@@ -215,12 +219,14 @@ def extract_video_features(
     batcher = _Batcher(BackboneRunner(backbone, torch.device(device), autocast=True), batch_size)
     pending: dict[int, _Pending] = {}
     frames = source.frames()
+    bar = tqdm(total=source.frame_count, desc="frames", unit="frame", disable=not progress)
     while True:
         tick = time.perf_counter()
         item = next(frames, None)
         seconds["decode"] += time.perf_counter() - tick
         if item is None:
             break
+        bar.update(1)
         index, image = item
         tick = time.perf_counter()
         if tracker is not None:
@@ -240,6 +246,7 @@ def extract_video_features(
             if len(track.frame_ids) >= min_track_len:
                 batcher.add(track)
     batcher.flush()
+    bar.close()
     seconds["features"] = batcher.seconds
     kept = [
         TrackFeatures(

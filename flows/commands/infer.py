@@ -54,5 +54,6 @@ def register(app: typer.Typer) -> None:
             smooth=smooth,
             min_track_len=min_track_len,
             batch_size=batch_size,
+            progress=True,
         )
         typer.echo(report.render())

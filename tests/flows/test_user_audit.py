@@ -29,6 +29,18 @@ def tcmr(*args: str, cwd: Path | None = None, **settings: str) -> subprocess.Com
     )
 
 
+def tiny_checkpoint(path: Path, base_data: Path) -> Path:
+    """One of our checkpoints of a small untrained TCMR."""
+    from model.checkpoint import save_checkpoint
+    from model.config import ModelConfig
+    from model.tcmr import build_model
+    from storage.settings import Settings
+
+    config = ModelConfig(hidden_size=16, n_layers=1, attention_size=8)
+    model = build_model(config, Settings(base_data=base_data))
+    return save_checkpoint(path, model, config, {})
+
+
 def test_missing_spin_checkpoint_names_the_setting_and_origin(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
@@ -100,15 +112,8 @@ def test_evaluate_shows_a_progress_bar(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
     """A whole test set takes minutes on a CPU: the command shows how far it is."""
-    from model.checkpoint import save_checkpoint
-    from model.config import ModelConfig
-    from model.tcmr import build_model
-    from storage.settings import Settings
-
     base = penn_sample(tmp_path_factory) / "base_data"
-    config = ModelConfig(hidden_size=16, n_layers=1, attention_size=8)
-    model = build_model(config, Settings(base_data=base))
-    save_checkpoint(tmp_path / "tiny.pt", model, config, {})
+    tiny_checkpoint(tmp_path / "tiny.pt", base)
     write_tiny_stores(tmp_path / "stores")
     done = tcmr(
         "evaluate", "--checkpoint", "tiny.pt", "--store", "stores", "--batch-size", "8",
@@ -119,3 +124,22 @@ def test_evaluate_shows_a_progress_bar(
     assert "evaluate: 100%" in done.stderr
     assert "37/37 [" in done.stderr  # the 17 + 20 frames of 3dpw/test/base, one window each
     assert (tmp_path / "eval" / "metrics.json").is_file()
+
+
+def test_infer_shows_a_progress_bar(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """Reading, cropping and the backbone take a while per frame: the command shows a bar."""
+    from pipeline.sample.people_video import write_people_video
+
+    base = penn_sample(tmp_path_factory) / "base_data"
+    tiny_checkpoint(tmp_path / "tiny.pt", base)
+    write_people_video(tmp_path / "walk.mp4", people=1, frames=16)
+    done = tcmr(
+        "infer", "walk.mp4", "--checkpoint", "tiny.pt", "--out", "out", "--min-track-len", "16",
+        "--batch-size", "16", cwd=tmp_path, base_data=str(base), device="cpu",
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert "frames: 100%" in done.stderr and "16/16 [" in done.stderr
+    assert "16 frames, 1 tracks [1]" in done.stdout
