@@ -57,3 +57,10 @@ def register(app: typer.Typer) -> None:
             progress=True,
         )
         typer.echo(report.render())
+        if not report.track_ids:
+            source = "--tracks" if tracks else "the built-in detector (a fixed camera)"
+            typer.echo(
+                f"warning: no person was tracked for {min_track_len} frames (--min-track-len) "
+                f"by {source}; the outputs are empty",
+                err=True,
+            )

@@ -143,3 +143,25 @@ def test_infer_shows_a_progress_bar(
     assert done.returncode == 0, done.stderr
     assert "frames: 100%" in done.stderr and "16/16 [" in done.stderr
     assert "16 frames, 1 tracks [1]" in done.stdout
+
+
+def test_infer_that_tracks_nobody_says_so(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """A clip shorter than --min-track-len used to end like a success, with empty outputs."""
+    from pipeline.sample.people_video import write_people_video
+
+    base = penn_sample(tmp_path_factory) / "base_data"
+    tiny_checkpoint(tmp_path / "tiny.pt", base)
+    write_people_video(tmp_path / "walk.mp4", people=1, frames=16)
+    done = tcmr(
+        "infer", "walk.mp4", "--checkpoint", "tiny.pt", "--out", "out", "--min-track-len", "17",
+        cwd=tmp_path, base_data=str(base), device="cpu",
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert "16 frames, 0 tracks []" in done.stdout
+    assert done.stderr.strip().splitlines()[-1] == (
+        "warning: no person was tracked for 17 frames (--min-track-len) by the built-in "
+        "detector (a fixed camera); the outputs are empty"
+    )
