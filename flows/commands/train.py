@@ -47,10 +47,14 @@ def register(app: typer.Typer) -> None:
         if store is not None:  # else the config's `store`, else the setting
             loaded = loaded.model_copy(update={"store": store_root(store, existing=True)})
         result = train(loaded, out, resume=resume, device=torch_device(device), max_steps=max_steps)
+        best = (
+            f"best validation PA-MPJPE {result.best_pa_mpjpe:.2f} mm; best {result.best_checkpoint}"
+            if result.best_checkpoint is not None
+            else "no validation yet (it runs after each whole epoch)"
+        )
         typer.echo(
-            f"{result.steps} steps, {result.epochs_done} epochs; best validation PA-MPJPE "
-            f"{result.best_pa_mpjpe:.2f} mm; last {result.last_checkpoint}, "
-            f"best {result.best_checkpoint}, log {result.log}"
+            f"{result.steps} steps, {result.epochs_done} epochs; {best}; "
+            f"last {result.last_checkpoint}, log {result.log}"
         )
 
     @app.command("evaluate")

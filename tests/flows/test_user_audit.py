@@ -106,6 +106,8 @@ def test_train_takes_store_like_every_command(
     assert not (tmp_path / "runs").exists()
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "run" / "last.pt").is_file()
+    assert "1 steps, 0 epochs; no validation yet (it runs after each whole epoch)" in done.stdout
+    assert "inf mm" not in done.stdout
 
 
 def test_evaluate_shows_a_progress_bar(
