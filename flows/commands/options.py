@@ -45,6 +45,13 @@ Device = Annotated[
 ]
 
 
+def _setting(name: str) -> str:
+    """A setting as an error names it: the variable and the file it may come from."""
+    from storage.settings import config_file
+
+    return f"the `{name}` setting (TCMR_{name.upper()} or `{name}` in {config_file()})"
+
+
 def store_root(store: str | None, existing: bool = False) -> str:
     """The store root to use: the option, else the setting; a local root must not be a file.
 
@@ -55,7 +62,7 @@ def store_root(store: str | None, existing: bool = False) -> str:
     from storage.settings import get_settings
 
     root = store or get_settings().store
-    where = "--store" if store else "the `store` setting (TCMR_STORE)"
+    where = "--store" if store else _setting("store")
     if not is_url(root) and Path(root).exists() and not Path(root).is_dir():
         raise TcmrError(f"{where} {root}: is a file, not a store folder")
     if existing and not is_url(root) and not Path(root).exists():
@@ -74,7 +81,7 @@ def torch_device(device: str | None) -> str:
     from storage.settings import get_settings
 
     name = get_settings(device=device).torch_device()
-    where = "--device" if device else "the `device` setting (TCMR_DEVICE)"
+    where = "--device" if device else _setting("device")
     try:
         parsed = torch.device(name)
     except RuntimeError as error:

@@ -167,3 +167,19 @@ def test_infer_that_tracks_nobody_says_so(
         "warning: no person was tracked for 17 frames (--min-track-len) by the built-in "
         "detector (a fixed camera); the outputs are empty"
     )
+
+
+def test_a_bad_device_in_tcmr_toml_names_the_file(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """The value came from ./tcmr.toml, not from TCMR_DEVICE: the error must say so."""
+    (tmp_path / "tcmr.toml").write_text('device = "gpu"\n')
+    data_root = str(penn_sample(tmp_path_factory))
+    done = tcmr("build-features", "pennaction", "--data-root", data_root, cwd=tmp_path)
+
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: the `device` setting (TCMR_DEVICE or `device` in tcmr.toml) 'gpu' is not a "
+        "torch device (cpu, cuda, cuda:1 ...)"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tcmr.toml"]
