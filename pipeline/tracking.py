@@ -107,6 +107,8 @@ def _json_rows(path: Path) -> list[tuple[int, int, list[float], str]]:
         if not isinstance(entry, dict) or "frame" not in entry or "people" not in entry:
             raise FormatError(f"{where}: needs fields 'frame' and 'people'")
         frame = _integer(entry["frame"], f"{where} field 'frame'")
+        if not isinstance(entry["people"], list):
+            raise FormatError(f"{where} field 'people': expected a list, got {entry['people']!r}")
         for person in entry["people"]:
             if not isinstance(person, dict) or "id" not in person or "bbox" not in person:
                 raise FormatError(f"{where} field 'people': each needs 'id' and 'bbox'")

@@ -112,3 +112,11 @@ def test_detector_finds_each_person_of_the_sample_video() -> None:
         assert len(boxes) == 2
         true_xyxy = np.array([[x, y, x + w, y + h] for x, y, w, h in (b[t] for b in truth)])
         assert iou(true_xyxy, boxes).max(axis=1).min() > 0.6
+
+
+@pytest.mark.parametrize("people", [5, None, 2.5])
+def test_json_people_that_is_not_a_list_names_the_field(tmp_path: Path, people: object) -> None:
+    path = tmp_path / "tracks.json"
+    path.write_text(json.dumps([{"frame": 0, "people": people}]))
+    with pytest.raises(FormatError, match=re.escape(str(path)) + r" entry 0 field 'people'"):
+        read_tracks(path, frame_count=3)
