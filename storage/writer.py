@@ -10,7 +10,9 @@ A commit writes its segment's shards (each shard by exactly one writer), then a 
 `index/<commit>` group, and only then replaces the group's `zarr.json` attributes, which
 both the local store and object stores write as one atomic object. A killed writer
 therefore leaves the previous commit readable; its unreferenced segment and index are
-removed by `compact` / `collect_garbage`.
+removed by `compact` / `collect_garbage`. A commit swaps the pointer only if the group still
+holds the version the writer read when it opened; otherwise (another writer committed
+meanwhile) it raises StoreError and changes nothing, so no commit silently undoes another.
 
 Incremental refresh: `StoreWriter(mode="append")` keeps the committed sequences, `add`
 appends a new one or replaces one with the same (name, person_id), `drop` removes one;
@@ -23,16 +25,19 @@ which alone commits.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
 
-from storage.backend import STORE_ATTR, Location, location
+from storage.backend import STORE_ATTR, Location, is_url, location
 from storage.errors import StoreError
 from storage.provenance import SCHEMA_VERSION, Provenance
 from storage.schema import ARRAYS, CHUNK_ROWS, SHARD_ROWS, array_specs, check_sequence, compressor
@@ -182,6 +187,31 @@ def read_pointer(loc: Location, group: str) -> dict[str, Any] | None:
     return dict(pointer)
 
 
+def _version(pointer: dict[str, Any] | None) -> tuple[int, str] | None:
+    return None if pointer is None else (int(pointer["commit"]), str(pointer["index"]))
+
+
+@contextlib.contextmanager
+def _commit_lock(loc: Location, group: str) -> Iterator[None]:
+    """Serialize the check-and-swap of a local group's pointer between processes.
+
+    An advisory `flock` on `<group>/.commit.lock`, held for milliseconds and released by the
+    kernel when its holder dies, so a killed commit never leaves the group locked. Object
+    stores have no such lock: there the check re-reads the pointer just before the swap.
+    """
+    if is_url(loc.root):
+        yield
+        return
+    path = Path(loc.root.removeprefix("file://")) / group / ".commit.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def read_table(loc: Location, group: str, pointer: dict[str, Any]) -> dict[str, list[Any]]:
     """The sequence table (columns of SEQUENCE_COLUMNS) of a committed pointer."""
     index = zarr.open_group(
@@ -323,10 +353,28 @@ class StoreWriter:
             "eval_keep_valid": self.eval_keep_valid,
             "provenance": self.provenance.to_dict(),
         }
-        zgroup = zarr.open_group(self.location.zarr_store(), path=self.group, mode="a")
-        zgroup.attrs.put({STORE_ATTR: pointer})
+        with _commit_lock(self.location, self.group):
+            current = read_pointer(self.location, self.group)
+            if _version(current) != _version(self._previous):
+                raise StoreError(self._outdated(current))
+            zgroup = zarr.open_group(self.location.zarr_store(), path=self.group, mode="a")
+            zgroup.attrs.put({STORE_ATTR: pointer})
         self._previous, self._table, self._dropped = pointer, table, set()
         return index_id
+
+    def _outdated(self, current: dict[str, Any] | None) -> str:
+        """Why a commit was refused: the group changed since this writer read it."""
+        read = f"version {self._previous['commit']}" if self._previous else "no version"
+        now = (
+            f"another writer committed version {current['commit']} ({current['index']})"
+            if current is not None
+            else "its committed version was removed"
+        )
+        return (
+            f"store {self.where}: {now} after this writer read {read}; nothing was committed, "
+            "so that version stays in place. Run again to write on top of it (the data this "
+            "run wrote is left for `collect_garbage`)"
+        )
 
     def _old_valid(self, keep: list[int]) -> list[np.ndarray]:
         """`valid` of the kept committed sequences (small: one bool per row)."""

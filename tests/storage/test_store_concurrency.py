@@ -1,0 +1,81 @@
+"""Several writers and readers on one store group: refused or consistent, never corrupt."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+from store_samples import make_sequence
+
+from storage.errors import StoreError
+from storage.provenance import Provenance
+from storage.reader import open_store
+from storage.writer import StoreWriter
+
+GROUP = "h36m/train/base"
+
+
+def _commit_one(root: str, name: str, seed: int, ready, go, results) -> None:
+    """One process: open a writer on the current version, wait for the others, commit."""
+    provenance = Provenance(code_version="test")
+    writer = StoreWriter(root, GROUP, provenance)
+    writer.add(name, 0, 25.0, f"hash-{name}", make_sequence(17, seed=seed))
+    ready.release()
+    go.wait()
+    try:
+        writer.commit()
+        results.put((name, "committed"))
+    except StoreError as error:
+        results.put((name, str(error)))
+
+
+def test_a_commit_based_on_an_outdated_version_is_refused(tmp_path: Path) -> None:
+    provenance = Provenance(code_version="test")
+    first = StoreWriter(str(tmp_path), GROUP, provenance)
+    first.add("S1_walk", 0, 25.0, "h1", make_sequence(20, seed=1))
+    first.commit()
+    slow = StoreWriter(str(tmp_path), GROUP, provenance)  # e.g. a compaction copying rows
+    fast = StoreWriter(str(tmp_path), GROUP, provenance)  # e.g. a refresh finishing meanwhile
+    fast.add("S5_walk", 0, 25.0, "h5", make_sequence(18, seed=5))
+    fast.commit()
+    slow.add("S6_walk", 0, 25.0, "h6", make_sequence(19, seed=6))
+
+    with pytest.raises(StoreError, match=rf"{GROUP}: another writer committed version 2"):
+        slow.commit()
+
+    store = open_store(str(tmp_path), GROUP)
+    assert [s.name for s in store.sequences] == ["S1_walk", "S5_walk"]
+    assert store.pointer["commit"] == 2
+
+
+def test_processes_committing_at_once_lose_nothing(tmp_path: Path) -> None:
+    """Four processes open the same version and commit together: one wins, three are told."""
+    provenance = Provenance(code_version="test")
+    base = StoreWriter(str(tmp_path), GROUP, provenance)
+    base.add("S1_walk", 0, 25.0, "h1", make_sequence(20, seed=1))
+    base.commit()
+    context = multiprocessing.get_context("fork")
+    ready, go, results = context.Semaphore(0), context.Event(), context.Queue()
+    names = [f"S{i}_eat" for i in range(4)]
+    workers = [
+        context.Process(target=_commit_one, args=(str(tmp_path), n, i, ready, go, results))
+        for i, n in enumerate(names)
+    ]
+    for worker in workers:
+        worker.start()
+    for _ in workers:
+        assert ready.acquire(timeout=60)
+    go.set()
+    outcome = dict(results.get(timeout=60) for _ in workers)
+    for worker in workers:
+        worker.join(timeout=60)
+
+    winners = [name for name, said in outcome.items() if said == "committed"]
+    assert len(winners) == 1
+    for name, said in outcome.items():
+        if name not in winners:
+            assert "another writer committed version 2" in said
+    store = open_store(str(tmp_path), GROUP)
+    assert [s.name for s in store.sequences] == ["S1_walk", winners[0]]
+    assert store.pointer["commit"] == 2
