@@ -13,6 +13,7 @@ Boxes follow the demo: [cx, cy, w, h] with `w = h = max(w, h)`; the crop then sc
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -74,30 +75,40 @@ def _integer(value: Any, where: str) -> int:
     return int(number)
 
 
+def _text(path: Path) -> str:
+    """The file's text; bytes that are not UTF-8 (another encoding, a video given by mistake)
+    are a FormatError naming the file rather than a UnicodeDecodeError."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise FormatError(
+            f"{path}: not UTF-8 text ({error}); a track file is a MOT CSV or a JSON file"
+        ) from error
+
+
 def _mot_rows(path: Path) -> list[tuple[int, int, list[float], str]]:
     """MOT-style CSV `frame,id,x,y,w,h[,...]` with 1-based frames (the MOT convention)."""
     rows = []
-    with path.open(newline="") as handle:
-        for line, row in enumerate(csv.reader(handle), start=1):
-            if not row or row[0].lstrip().startswith("#"):
-                continue
-            where = f"{path} line {line}"
-            if len(row) < 6:
-                raise FormatError(f"{where}: expected frame,id,x,y,w,h, got {len(row)} fields")
-            frame = _integer(row[0], f"{where} field 'frame'") - 1
-            track_id = _integer(row[1], f"{where} field 'id'")
-            box = [
-                _number(v, f"{where} field {n!r}") for v, n in zip(row[2:6], "xywh", strict=True)
-            ]
-            rows.append((frame, track_id, box, where))
+    reader = csv.reader(io.StringIO(_text(path), newline=""))
+    for line, row in enumerate(reader, start=1):
+        if not row or row[0].lstrip().startswith("#"):
+            continue
+        where = f"{path} line {line}"
+        if len(row) < 6:
+            raise FormatError(f"{where}: expected frame,id,x,y,w,h, got {len(row)} fields")
+        frame = _integer(row[0], f"{where} field 'frame'") - 1
+        track_id = _integer(row[1], f"{where} field 'id'")
+        box = [_number(v, f"{where} field {n!r}") for v, n in zip(row[2:6], "xywh", strict=True)]
+        rows.append((frame, track_id, box, where))
     return rows
 
 
 def _json_rows(path: Path) -> list[tuple[int, int, list[float], str]]:
     """JSON `[{"frame": 0, "people": [{"id": 1, "bbox": [x, y, w, h]}, ...]}, ...]`, 0-based."""
+    text = _text(path)
     try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
         raise FormatError(f"{path}: not valid JSON ({error})") from error
     if not isinstance(data, list):
         raise FormatError(f"{path}: top level must be a list of per-frame entries")

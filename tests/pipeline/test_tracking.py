@@ -120,3 +120,18 @@ def test_json_people_that_is_not_a_list_names_the_field(tmp_path: Path, people: 
     path.write_text(json.dumps([{"frame": 0, "people": people}]))
     with pytest.raises(FormatError, match=re.escape(str(path)) + r" entry 0 field 'people'"):
         read_tracks(path, frame_count=3)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "# caf\xe9\n1,4,10,20,30,60\n".encode("latin-1"),
+        b"\x00\x00\x00\x1cftypisom\x00\x00\x02\x00\xa7\xff\xd8mdat",  # a video given by mistake
+    ],
+)
+def test_track_file_that_is_not_utf8_text_names_the_file(tmp_path: Path, data: bytes) -> None:
+    for name in ("tracks.txt", "tracks.json"):
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(FormatError, match=re.escape(str(path)) + ": not UTF-8 text"):
+            read_tracks(path, frame_count=3)
