@@ -170,3 +170,18 @@ def test_video_frames_are_read_forward(tmp_path: Path) -> None:
         assert abs(float(reader.read(1).mean()) - levels[1]) < 4  # going back reopens
         with pytest.raises(FormatError, match=r"clip.avi frame 9"):
             reader.read(9)
+
+
+def test_affine_rounds_the_half_extents_to_float32_as_the_official_code() -> None:
+    # `gen_trans_from_patch_cv` builds the down/right directions as float32 arrays
+    # ([0, h*scale/2], [w*scale/2, 0]), adds them to the float64 centre and stores the
+    # points as float32: the half extent is rounded to float32 before the addition.
+    cx, cy, side, scale = 100.0, 123.4, 150.7, 1.2
+    half = np.float64(np.float32(side * scale * 0.5))
+    src = np.array([[cx, cy], [cx, cy + half], [cx + half, cy]], dtype=np.float32)
+    dst = np.array([[112, 112], [112, 224], [224, 112]], dtype=np.float32)
+    official = cv2.getAffineTransform(src, dst)
+    np.testing.assert_array_equal(crop_transform([cx, cy, side, side], scale), official)
+    image = np.random.default_rng(3).integers(0, 256, (300, 260, 3), dtype=np.uint8)
+    expected = cv2.warpAffine(image, official, (224, 224), flags=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(crop_image(image, [cx, cy, side, side], scale), expected)
