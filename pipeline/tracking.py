@@ -76,10 +76,11 @@ def _integer(value: Any, where: str) -> int:
 
 
 def _text(path: Path) -> str:
-    """The file's text; bytes that are not UTF-8 (another encoding, a video given by mistake)
-    are a FormatError naming the file rather than a UnicodeDecodeError."""
+    """The file's text without a leading byte-order mark (Excel's "CSV UTF-8" writes one);
+    bytes that are not UTF-8 (another encoding, a video given by mistake) are a FormatError
+    naming the file rather than a UnicodeDecodeError."""
     try:
-        return path.read_bytes().decode("utf-8")
+        return path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise FormatError(
             f"{path}: not UTF-8 text ({error}); a track file is a MOT CSV or a JSON file"

@@ -122,6 +122,15 @@ def test_json_people_that_is_not_a_list_names_the_field(tmp_path: Path, people: 
         read_tracks(path, frame_count=3)
 
 
+def test_csv_with_a_byte_order_mark_reads_like_without(tmp_path: Path) -> None:
+    """Excel's "CSV UTF-8" starts the file with a BOM; the first frame is still frame 1."""
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf1,4,10,20,30,60\r\n2,4,12,20,30,60\r\n")
+    tracks = read_tracks(path, frame_count=2)
+    np.testing.assert_array_equal(tracks[0].frame_ids, [0, 1])
+    np.testing.assert_allclose(tracks[0].boxes[0], [25.0, 50.0, 60.0, 60.0])
+
+
 @pytest.mark.parametrize(
     "data",
     [
