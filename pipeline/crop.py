@@ -65,8 +65,12 @@ def transform_points(points_xy: np.ndarray, affine: np.ndarray) -> np.ndarray:
 
 
 def normalize(crops: np.ndarray) -> np.ndarray:
-    """uint8 NHWC RGB crops -> float32 NCHW, as `ToTensor` + ImageNet `Normalize`."""
-    scaled = crops.astype(np.float32) * np.float32(1.0 / 255.0)
+    """uint8 NHWC RGB crops -> float32 NCHW, as `ToTensor` + ImageNet `Normalize`.
+
+    Divides by 255 as `ToTensor` does: a rounded 1/255 factor is off by one bit for half of
+    the grey levels.
+    """
+    scaled = crops.astype(np.float32) / np.float32(255.0)
     scaled = (scaled - IMAGENET_MEAN) / IMAGENET_STD
     return np.ascontiguousarray(scaled.transpose(0, 3, 1, 2))
 

@@ -185,3 +185,14 @@ def test_affine_rounds_the_half_extents_to_float32_as_the_official_code() -> Non
     image = np.random.default_rng(3).integers(0, 256, (300, 260, 3), dtype=np.uint8)
     expected = cv2.warpAffine(image, official, (224, 224), flags=cv2.INTER_LINEAR)
     np.testing.assert_array_equal(crop_image(image, [cx, cy, side, side], scale), expected)
+
+
+def test_normalize_divides_by_255_like_to_tensor() -> None:
+    # ToTensor is `float().div(255)` and Normalize `sub(mean).div(std)`, all in float32;
+    # multiplying by a rounded 1/255 instead differs in the last bit for half the levels.
+    levels = np.arange(256, dtype=np.uint8)
+    crops = np.broadcast_to(levels[None, :, None, None], (1, 256, 1, 3)).copy()
+    values = levels.astype(np.float32) / np.float32(255)
+    for channel, (mean, std) in enumerate(((0.485, 0.229), (0.456, 0.224), (0.406, 0.225))):
+        expected = (values - np.float32(mean)) / np.float32(std)
+        np.testing.assert_array_equal(normalize(crops)[0, channel, :, 0], expected)
