@@ -129,6 +129,10 @@ def test_csv_with_a_byte_order_mark_reads_like_without(tmp_path: Path) -> None:
     tracks = read_tracks(path, frame_count=2)
     np.testing.assert_array_equal(tracks[0].frame_ids, [0, 1])
     np.testing.assert_allclose(tracks[0].boxes[0], [25.0, 50.0, 60.0, 60.0])
+    as_json = tmp_path / "excel.json"
+    entry = {"frame": 0, "people": [{"id": 4, "bbox": [10, 20, 30, 60]}]}
+    as_json.write_bytes(b"\xef\xbb\xbf" + json.dumps([entry]).encode())
+    np.testing.assert_allclose(read_tracks(as_json, frame_count=1)[0].boxes[0], [25, 50, 60, 60])
 
 
 @pytest.mark.parametrize(
