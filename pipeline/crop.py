@@ -83,12 +83,20 @@ def _describe(ref: ImageRef) -> str:
 
 
 def decode_image_file(path: str | Path) -> np.ndarray:
-    """Read an image file as RGB uint8; a missing or undecodable file names itself."""
+    """Read an image file as RGB uint8; a missing, truncated or undecodable file names itself.
+
+    Decoded from its bytes: `cv2.imread` fills a truncated JPEG's missing rows with grey and
+    only warns, while decoding from memory fails; complete files give the same pixels.
+    """
     if not Path(path).is_file():
         raise MissingFileError(f"{path}: image file not found")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as error:
+        raise FormatError(f"{path}: cannot be read ({error.strerror or error})") from error
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
-        raise FormatError(f"{path}: not a decodable image (field: pixels)")
+        raise FormatError(f"{path}: not a decodable image, or truncated (field: pixels)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

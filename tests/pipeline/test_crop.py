@@ -196,3 +196,20 @@ def test_normalize_divides_by_255_like_to_tensor() -> None:
     for channel, (mean, std) in enumerate(((0.485, 0.229), (0.456, 0.224), (0.406, 0.225))):
         expected = (values - np.float32(mean)) / np.float32(std)
         np.testing.assert_array_equal(normalize(crops)[0, channel, :, 0], expected)
+
+
+def test_truncated_jpeg_is_a_corrupt_frame_not_a_grey_one(tmp_path: Path) -> None:
+    from PIL import Image
+
+    pixels = np.random.default_rng(4).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    whole = tmp_path / "whole.jpg"
+    Image.fromarray(pixels).save(whole, quality=90)
+    # A complete file decodes to exactly what the official `cv2.imread` + BGR2RGB gives.
+    official = cv2.cvtColor(cv2.imread(str(whole)), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(decode_ref(ImageRef(str(whole))), official)
+    data = whole.read_bytes()
+    for keep in (len(data) // 2, len(data) - 2):  # half the scan; only the end marker lost
+        cut = tmp_path / f"cut{keep}.jpg"
+        cut.write_bytes(data[:keep])
+        with pytest.raises(FormatError, match=rf"cut{keep}\.jpg.*field: pixels"):
+            decode_ref(ImageRef(str(cut)))
