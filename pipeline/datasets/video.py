@@ -1,9 +1,10 @@
 """What a reader needs to know about a video before referencing its frames: size and length.
 
 Readers reference video frames as `ImageRef(path, frame=k)` and decode them later; they
-must not promise frames a video does not have. The container's frame count can lie for a
-truncated file, so the last frame is decoded to confirm it, and only when that fails are
-the frames counted one by one.
+must not promise frames a video does not have, nor miss any it has. The container's frame
+count can lie either way (a truncated file, a header that undercounts), so the claimed last
+frame is decoded and the one after it must not be; only when that fails are the frames
+counted one by one.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ def probe_video(path: Path) -> VideoInfo:
         frames = claimed
         if claimed > 0:
             capture.set(cv2.CAP_PROP_POS_FRAMES, claimed - 1)
-            ok, _ = capture.read()
+            # The claimed last frame must decode and be the last: a header that undercounts
+            # (an AVI dwLength, a duration-based estimate) would otherwise drop the tail.
+            ok = capture.read()[0] and not capture.read()[0]
         if claimed <= 0 or not ok:
             capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
             frames = 0

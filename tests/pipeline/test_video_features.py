@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import cv2
@@ -101,3 +102,36 @@ def test_overlay_draws_people_on_their_frames(tmp_path: Path) -> None:
     assert read[1][10, 30].max() > 60  # the top edge of the wireframe
     with pytest.raises(FormatError, match=r"overlay\.gif"):
         write_overlay(tmp_path / "overlay.gif", iter(frames), lambda t: [], faces, 10.0)
+
+
+def _avi_with_frame_count(path: Path, frames: int, header_frames: int) -> None:
+    """An MJPG AVI of `frames` grey levels whose RIFF header claims `header_frames`.
+
+    Patched per the AVI layout: `avih` dwTotalFrames is the 5th DWORD of the main header,
+    `strh` dwLength the 9th DWORD of the stream header (after fccType and fccHandler).
+    """
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 30.0, (64, 48))
+    for t in range(frames):
+        writer.write(np.full((48, 64, 3), 10 * t, np.uint8))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    avih, strh = data.index(b"avih"), data.index(b"strh")
+    assert struct.unpack_from("<I", data, avih + 8 + 16) == (frames,)
+    assert struct.unpack_from("<I", data, strh + 8 + 32) == (frames,)
+    struct.pack_into("<I", data, avih + 8 + 16, header_frames)
+    struct.pack_into("<I", data, strh + 8 + 32, header_frames)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("header_frames", [12, 40, 0])
+def test_video_whose_header_miscounts_frames_is_read_to_its_end(
+    tmp_path: Path, header_frames: int
+) -> None:
+    """The demo's ffmpeg decodes every frame whatever the header says; so must we."""
+    path = tmp_path / "clip.avi"
+    _avi_with_frame_count(path, frames=20, header_frames=header_frames)
+    source = FrameSource(path)
+    assert source.frame_count == 20
+    frames = list(source.frames())
+    assert [index for index, _ in frames] == list(range(20))
+    assert abs(int(frames[-1][1].mean()) - 190) <= 3  # the last frame's grey level
