@@ -313,7 +313,11 @@ class Store:
                     self.location.zarr_store(read_only=True), path=path, mode="r"
                 )
             except FileNotFoundError as error:
-                raise StoreError(f"store {self.where}: array {path} is missing") from error
+                raise StoreError(
+                    f"store {self.where}: array {path} is missing (if the group was compacted or "
+                    f"garbage-collected after this reader opened commit {self.pointer['commit']}, "
+                    "open the store again to read its current version)"
+                ) from error
         return self._arrays[key]
 
     def _check_range(self, lo: int, hi: int) -> None:
@@ -337,13 +341,30 @@ class Store:
             row, seq = end, seq + 1
         return pieces
 
+    def _require(self, name: str, segment: int) -> None:
+        """Raise if `segment` was deleted since this reader opened it.
+
+        A deleted shard reads like a never-written one (all fill value), so without this a
+        reader of a version that compaction has since removed would get zeros, not an error.
+        """
+        array = self._array(name, segment)
+        if not sync(array.store_path.store.exists(f"{array.store_path.path}/zarr.json")):
+            raise StoreError(
+                f"store {self.where}: segment {self.segments[segment]} of commit "
+                f"{self.pointer['commit']} was removed (the group was compacted or "
+                "garbage-collected after this reader opened it); open the store again to read "
+                "its current version"
+            )
+
     def read(self, name: str, lo: int, hi: int) -> np.ndarray:
         """Rows [lo, hi) of one array, read directly (for sequential scans)."""
         self._check_range(lo, hi)
+        pieces = self._pieces(lo, hi)
         parts = [
-            self._array(name, segment)[start : start + count]
-            for segment, start, count in self._pieces(lo, hi)
+            self._array(name, segment)[start : start + count] for segment, start, count in pieces
         ]
+        for segment in {segment for segment, _, _ in pieces}:
+            self._require(name, segment)
         if not parts:
             return np.zeros((0, *self.specs[name].tail), dtype=self.specs[name].dtype)
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
@@ -399,6 +420,8 @@ class Store:
         wanted = [shard for shard in shards if shard not in self._indexes]
         found = read_bytes([shards[shard].index_read(shard[2]) for shard in wanted])
         for shard, data in zip(wanted, found, strict=True):
+            if data is None:
+                self._require(shard[0], shard[1])
             self._indexes[shard] = shards[shard].parse_index(shard[2], data)
         reads = {
             key: layout.chunk_read(
@@ -409,6 +432,8 @@ class Store:
         present = [key for key, read in reads.items() if read is not None]
         fetched = read_bytes([read for read in reads.values() if read is not None])
         raw = dict(zip(present, fetched, strict=True))
+        for name, segment, _ in [key for key, data in raw.items() if data is None]:
+            self._require(name, segment)  # its shard index said the chunk was written
         out = {key: layout.decode(raw.get(key), key[2]) for key, layout in direct.items()}
         while len(self._indexes) > SHARD_INDEX_CACHE:
             self._indexes.pop(next(iter(self._indexes)))

@@ -9,6 +9,7 @@ import pytest
 from store_samples import make_sequence
 
 from storage.errors import StoreError
+from storage.maintenance import compact
 from storage.provenance import Provenance
 from storage.reader import open_store
 from storage.writer import StoreWriter
@@ -79,3 +80,30 @@ def test_processes_committing_at_once_lose_nothing(tmp_path: Path) -> None:
     store = open_store(str(tmp_path), GROUP)
     assert [s.name for s in store.sequences] == ["S1_walk", winners[0]]
     assert store.pointer["commit"] == 2
+
+
+def test_a_reader_of_a_compacted_version_fails_instead_of_reading_zeros(tmp_path: Path) -> None:
+    """Compaction deletes the version a long-running reader holds: its reads must not be 0s."""
+    provenance = Provenance(code_version="test")
+    for name, seed in (("S1_walk", 1), ("S5_walk", 5)):
+        writer = StoreWriter(str(tmp_path), GROUP, provenance)
+        writer.add(name, 0, 25.0, f"hash-{name}", make_sequence(300, seed=seed))
+        writer.commit()
+    reader = open_store(str(tmp_path), GROUP, cache_bytes=1)  # every block read again
+    assert reader.span("features", 0, 16)[0, 0] == 1.0  # shard indexes and arrays now open
+    assert reader.span("features", 300, 16)[0, 0] == 5.0
+    assert reader.read("pose", 0, 2).any()
+
+    compact(str(tmp_path), GROUP)
+
+    removed = rf"{GROUP}: segment \S+ of commit 2 was removed .*open the store again"
+    with pytest.raises(StoreError, match=removed):
+        reader.span("features", 200, 16)  # same shard, another chunk
+    with pytest.raises(StoreError, match=removed):
+        reader.spans(("features",), 500, 16)
+    with pytest.raises(StoreError, match=r"joints3d is missing .*open the store again"):
+        reader.span("joints3d", 500, 16)  # an array this reader had not opened yet
+    with pytest.raises(StoreError, match=removed):
+        reader.read("pose", 0, 2)  # zarr's own read path
+    fresh = open_store(str(tmp_path), GROUP)
+    assert fresh.span("features", 200, 16)[0, 0] == 1.0
