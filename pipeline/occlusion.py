@@ -104,23 +104,36 @@ def _objects_in(annotation: Path) -> tuple[str, list[tuple[int, tuple[int, int, 
     return _text(root, "filename", annotation), kept
 
 
+def _read_voc_image(path: Path, annotation: Path, labels: bool) -> np.ndarray:
+    """RGB pixels of a JPEG, or the object indices of a palette PNG; a broken file names itself."""
+    if not path.is_file():
+        raise MissingFileError(f"{path}: referenced by {annotation} but not found")
+    try:
+        with Image.open(path) as handle:
+            if not labels:
+                return np.asarray(handle.convert("RGB"))
+            if handle.mode not in ("P", "L"):
+                raise FormatError(
+                    f"{path}: expected a palette PNG of object indices, got mode {handle.mode}"
+                )
+            return np.asarray(handle)
+    except (OSError, SyntaxError) as error:  # PIL: unidentified, truncated or broken data
+        raise FormatError(f"{path}: not a readable image ({error}) (field: pixels)") from error
+
+
 def _occluders_from_annotation(voc_root: Path, annotation: Path) -> list[np.ndarray]:
     filename, objects = _objects_in(annotation)
     if not objects:
         return []
     image_path = voc_root / "JPEGImages" / filename
     labels_path = voc_root / "SegmentationObject" / (Path(filename).stem + ".png")
-    for path in (image_path, labels_path):
-        if not path.is_file():
-            raise MissingFileError(f"{path}: referenced by {annotation} but not found")
-    with Image.open(image_path) as handle:
-        image = np.asarray(handle.convert("RGB"))
-    with Image.open(labels_path) as handle:
-        if handle.mode not in ("P", "L"):
-            raise FormatError(
-                f"{labels_path}: expected a palette PNG of object indices, got mode {handle.mode}"
-            )
-        labels = np.asarray(handle)
+    image = _read_voc_image(image_path, annotation, labels=False)
+    labels = _read_voc_image(labels_path, annotation, labels=True)
+    if image.shape[:2] != labels.shape[:2]:
+        raise FormatError(
+            f"{image_path} is {image.shape[1]}x{image.shape[0]} but its object indices "
+            f"{labels_path} are {labels.shape[1]}x{labels.shape[0]} (field: size)"
+        )
     result = []
     for index, (xmin, ymin, xmax, ymax) in objects:
         mask = (labels[ymin:ymax, xmin:xmax] == index + 1).astype(np.uint8) * 255
@@ -167,7 +180,8 @@ def load_voc_occluders(voc_root: Path, cache_dir: Path | None = None) -> Occlude
     """Occluder bank from a PASCAL VOC 2012 root by the official rules, cached per root.
 
     The cache file name carries a hash of the root path and its annotation listing, so a
-    changed VOC copy builds a new bank instead of reusing a stale one.
+    changed VOC copy builds a new bank instead of reusing a stale one. A missing, corrupt or truncated image of a kept object
+    is a FormatError naming it: a bank silently short of objects would change the occlusions.
     """
     voc_root = Path(voc_root)
     annotation_dir = voc_root / "Annotations"

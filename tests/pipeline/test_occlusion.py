@@ -150,3 +150,35 @@ def test_occluders_are_alpha_blended() -> None:
     white = (out == 255).all(axis=2)
     assert white.any() and set(np.unique(out)) <= {0, 255}
     assert white.sum() <= 7 * 20 * 20
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(
+    ("folder", "damage"),
+    [
+        ("JPEGImages", lambda p: p.write_bytes(b"\xff\xd8 not a jpeg")),
+        ("JPEGImages", _truncate),
+        ("SegmentationObject", lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n not a png")),
+        ("SegmentationObject", _truncate),
+    ],
+    ids=["corrupt jpeg", "truncated jpeg", "corrupt png", "truncated png"],
+)
+def test_broken_voc_image_is_a_format_error_naming_it(
+    voc_root: Path, folder: str, damage: object
+) -> None:
+    suffix = ".jpg" if folder == "JPEGImages" else ".png"
+    broken = voc_root / folder / f"2007_000032{suffix}"
+    damage(broken)  # type: ignore[operator]
+    with pytest.raises(FormatError, match=rf"{folder}/2007_000032\{suffix}"):
+        load_voc_occluders(voc_root)
+
+
+def test_voc_image_and_object_png_of_different_sizes_is_a_format_error(voc_root: Path) -> None:
+    # The object masks index the image's pixels: a resized JPEG would cut the wrong pixels.
+    jpeg = voc_root / "JPEGImages" / "2007_000032.jpg"
+    Image.fromarray(np.zeros((150, 200, 3), dtype=np.uint8)).save(jpeg)
+    with pytest.raises(FormatError, match=r"2007_000032\.jpg.*200x150.*2007_000032\.png.*200x160"):
+        load_voc_occluders(voc_root)
