@@ -12,6 +12,7 @@ import hashlib
 import os
 import tempfile
 import xml.etree.ElementTree as ET
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,10 +167,18 @@ def _save_bank(path: Path, bank: OccluderBank) -> None:
         raise
 
 
-def _load_bank(path: Path) -> OccluderBank:
-    with np.load(path) as data:
-        shapes, flat, kind = data["shapes"], data["flat"], str(data["kind"])
+def _load_bank(path: Path) -> OccluderBank | None:
+    """The cached bank, or None when the file is unreadable (it is rebuilt and replaced)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            shapes, flat, kind = data["shapes"], data["flat"], str(data["kind"])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        return None
+    if shapes.ndim != 2 or len(shapes) == 0 or shapes.shape[1] != 3 or (shapes < 1).any():
+        return None
     sizes = np.prod(shapes, axis=1)
+    if int(sizes.sum()) != flat.size:
+        return None
     pieces = np.split(flat, np.cumsum(sizes)[:-1])
     return OccluderBank.from_arrays(
         [p.reshape(tuple(s)) for p, s in zip(pieces, shapes, strict=True)], kind
@@ -180,7 +189,8 @@ def load_voc_occluders(voc_root: Path, cache_dir: Path | None = None) -> Occlude
     """Occluder bank from a PASCAL VOC 2012 root by the official rules, cached per root.
 
     The cache file name carries a hash of the root path and its annotation listing, so a
-    changed VOC copy builds a new bank instead of reusing a stale one. A missing, corrupt or truncated image of a kept object
+    changed VOC copy builds a new bank instead of reusing a stale one; an unreadable cache
+    file (a cut-off copy) is rebuilt. A missing, corrupt or truncated image of a kept object
     is a FormatError naming it: a bank silently short of objects would change the occlusions.
     """
     voc_root = Path(voc_root)
@@ -191,8 +201,9 @@ def load_voc_occluders(voc_root: Path, cache_dir: Path | None = None) -> Occlude
     cache = None
     if cache_dir is not None:
         cache = Path(cache_dir) / f"voc-occluders-{_listing_hash(voc_root, annotations)}.npz"
-        if cache.is_file():
-            return _load_bank(cache)
+        cached = _load_bank(cache) if cache.is_file() else None
+        if cached is not None:
+            return cached
     occluders = [o for a in annotations for o in _occluders_from_annotation(voc_root, a)]
     if not occluders:
         raise FormatError(

@@ -182,3 +182,13 @@ def test_voc_image_and_object_png_of_different_sizes_is_a_format_error(voc_root:
     Image.fromarray(np.zeros((150, 200, 3), dtype=np.uint8)).save(jpeg)
     with pytest.raises(FormatError, match=r"2007_000032\.jpg.*200x150.*2007_000032\.png.*200x160"):
         load_voc_occluders(voc_root)
+
+
+def test_unreadable_bank_cache_is_rebuilt(voc_root: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = load_voc_occluders(voc_root, cache)
+    (cached,) = cache.glob("*.npz")
+    cached.write_bytes(cached.read_bytes()[:100])  # a cut-off copy of the cache folder
+    again = load_voc_occluders(voc_root, cache)
+    assert again.content_hash == first.content_hash
+    assert load_voc_occluders(voc_root, cache).content_hash == first.content_hash
