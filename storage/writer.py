@@ -25,6 +25,7 @@ which alone commits.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import time
@@ -36,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.core.sync import sync
 
 from storage.backend import STORE_ATTR, Location, is_url, location
 from storage.errors import StoreError
@@ -192,8 +194,8 @@ def _version(pointer: dict[str, Any] | None) -> tuple[int, str] | None:
 
 
 @contextlib.contextmanager
-def _commit_lock(loc: Location, group: str) -> Iterator[None]:
-    """Serialize the check-and-swap of a local group's pointer between processes.
+def commit_lock(loc: Location, group: str) -> Iterator[None]:
+    """Serialize commits and garbage collection of a local group between processes.
 
     An advisory `flock` on `<group>/.commit.lock`, held for milliseconds and released by the
     kernel when its holder dies, so a killed commit never leaves the group locked. Object
@@ -342,21 +344,21 @@ class StoreWriter:
         valid = np.concatenate(
             [*old_valid, *[seq.valid for seq in new]] or [np.zeros(0, dtype=bool)]
         )
-        index_id = self._write_index(table, valid)
-        previous_commit = self._previous["commit"] if self._previous else 0
-        pointer = {
-            "schema_version": SCHEMA_VERSION,
-            "commit": previous_commit + 1,
-            "index": f"index/{index_id}",
-            "segments": sorted(set(table["segment"])),
-            "frames": int(sum(table["length"])),
-            "eval_keep_valid": self.eval_keep_valid,
-            "provenance": self.provenance.to_dict(),
-        }
-        with _commit_lock(self.location, self.group):
+        with commit_lock(self.location, self.group):
             current = read_pointer(self.location, self.group)
             if _version(current) != _version(self._previous):
                 raise StoreError(self._outdated(current))
+            self._check_present([segment for segment in segments if segment.sequences])
+            index_id = self._write_index(table, valid)
+            pointer = {
+                "schema_version": SCHEMA_VERSION,
+                "commit": (self._previous["commit"] if self._previous else 0) + 1,
+                "index": f"index/{index_id}",
+                "segments": sorted(set(table["segment"])),
+                "frames": int(sum(table["length"])),
+                "eval_keep_valid": self.eval_keep_valid,
+                "provenance": self.provenance.to_dict(),
+            }
             zgroup = zarr.open_group(self.location.zarr_store(), path=self.group, mode="a")
             zgroup.attrs.put({STORE_ATTR: pointer})
         self._previous, self._table, self._dropped = pointer, table, set()
@@ -375,6 +377,31 @@ class StoreWriter:
             "so that version stays in place. Run again to write on top of it (the data this "
             "run wrote is left for `collect_garbage`)"
         )
+
+    def _check_present(self, segments: list[Segment]) -> None:
+        """Refuse to publish segments whose arrays were deleted after they were written.
+
+        `collect_garbage` cannot tell a running build's finished segments from a killed
+        one's; committing them after it ran would publish rows that no longer exist.
+        """
+        store = self.location.zarr_store(read_only=True)
+        paths = [
+            f"{self.group}/segments/{segment.segment_id}/{name}"
+            for segment in segments
+            for name in ARRAYS
+        ]
+
+        async def check() -> list[bool]:
+            return await asyncio.gather(*(store.exists(f"{path}/zarr.json") for path in paths))
+
+        for path, present in zip(paths, sync(check()), strict=True):
+            if not present:
+                raise StoreError(
+                    f"store {self.where}: segment {path.split('/')[-2]} to commit is missing "
+                    f"(array {path}): it was deleted after it was written (collect_garbage or "
+                    "compact while this writer ran); nothing was committed. Run again to write "
+                    "its sequences again"
+                )
 
     def _old_valid(self, keep: list[int]) -> list[np.ndarray]:
         """`valid` of the kept committed sequences (small: one bool per row)."""

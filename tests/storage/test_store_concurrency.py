@@ -9,10 +9,10 @@ import pytest
 from store_samples import make_sequence
 
 from storage.errors import StoreError
-from storage.maintenance import compact
+from storage.maintenance import collect_garbage, compact
 from storage.provenance import Provenance
 from storage.reader import open_store
-from storage.writer import StoreWriter
+from storage.writer import Segment, SegmentWriter, StoreWriter
 
 GROUP = "h36m/train/base"
 
@@ -107,3 +107,50 @@ def test_a_reader_of_a_compacted_version_fails_instead_of_reading_zeros(tmp_path
         reader.read("pose", 0, 2)  # zarr's own read path
     fresh = open_store(str(tmp_path), GROUP)
     assert fresh.span("features", 200, 16)[0, 0] == 1.0
+
+
+def _two_versions(root: Path) -> None:
+    provenance = Provenance(code_version="test")
+    for name, seed in (("S1_walk", 1), ("S5_walk", 5)):
+        writer = StoreWriter(str(root), GROUP, provenance)
+        writer.add(name, 0, 25.0, f"hash-{name}", make_sequence(20, seed=seed))
+        writer.commit()
+
+
+def _finished_shard(root: Path) -> Segment:
+    """What a build's extraction task leaves before the build commits: a closed segment."""
+    shard = SegmentWriter(str(root), GROUP)
+    shard.add("S9_sit", 0, 25.0, "hash-S9_sit", make_sequence(18, seed=9))
+    return shard.close()
+
+
+def test_compaction_during_a_build_keeps_the_builds_finished_shards(tmp_path: Path) -> None:
+    _two_versions(tmp_path)
+    staging = tmp_path / ".staging" / GROUP / "0123456789abcdef"  # the build's staged sequences
+    staging.mkdir(parents=True)
+    (staging / "000000.npz").write_bytes(b"staged")
+    segment = _finished_shard(tmp_path)
+
+    compact(str(tmp_path), GROUP)
+    writer = StoreWriter(str(tmp_path), GROUP, Provenance(code_version="test"))
+    writer.adopt(segment)
+    writer.commit()
+
+    store = open_store(str(tmp_path), GROUP)
+    assert [s.name for s in store.sequences] == ["S1_walk", "S5_walk", "S9_sit"]
+    assert store.read("features", 40, 58)[:, 0].tolist() == [9.0] * 18
+
+
+def test_a_commit_adopting_a_deleted_segment_is_refused(tmp_path: Path) -> None:
+    _two_versions(tmp_path)
+    segment = _finished_shard(tmp_path)
+    assert f"segments/{segment.segment_id}" in collect_garbage(str(tmp_path), GROUP)
+    writer = StoreWriter(str(tmp_path), GROUP, Provenance(code_version="test"))
+    writer.adopt(segment)
+
+    with pytest.raises(StoreError, match=rf"segment {segment.segment_id} .*is missing"):
+        writer.commit()
+
+    store = open_store(str(tmp_path), GROUP)
+    assert store.pointer["commit"] == 2
+    assert [s.name for s in store.sequences] == ["S1_walk", "S5_walk"]
