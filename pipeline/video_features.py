@@ -9,6 +9,7 @@ tracklets never reach the backbone.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,6 +38,12 @@ FOLDER_FPS = 30000 / 1001
 """Frame rate assumed for an image folder: the rate the demo resamples videos to."""
 
 
+def frame_order(path: Path) -> list[str | int]:
+    """Sort key of an image file: digit runs compare as numbers, so frame_2 precedes frame_10
+    (exports often number frames without zero padding)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
 class FrameSource:
     """A video file or a folder of images, read as RGB frames in order."""
 
@@ -45,7 +52,8 @@ class FrameSource:
         self.images: list[Path] = []
         if self.path.is_dir():
             self.images = sorted(
-                p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+                (p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
+                key=frame_order,
             )
             if not self.images:
                 raise FormatError(

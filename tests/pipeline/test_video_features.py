@@ -135,3 +135,13 @@ def test_video_whose_header_miscounts_frames_is_read_to_its_end(
     frames = list(source.frames())
     assert [index for index, _ in frames] == list(range(20))
     assert abs(int(frames[-1][1].mean()) - 190) <= 3  # the last frame's grey level
+
+
+def test_folder_frames_numbered_without_zero_padding_keep_their_order(tmp_path: Path) -> None:
+    """frame_2.png is the third frame, not the twelfth (after frame_10 .. frame_19)."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    for t in range(20):
+        cv2.imwrite(str(folder / f"frame_{t}.png"), np.full((8, 8, 3), 10 * t, np.uint8))
+    levels = [int(frame[0, 0, 0]) for _, frame in FrameSource(folder).frames()]
+    assert levels == [10 * t for t in range(20)]
