@@ -75,17 +75,21 @@ class FrameSource:
         """The demo's output name: the file name with '.' replaced by '_'."""
         return self.path.name.replace(".", "_")
 
+    def _image(self, image: Path) -> np.ndarray:
+        """One image of the folder, which must have the first image's size (one video)."""
+        frame = decode_image_file(image)
+        if frame.shape[:2] != (self.height, self.width):
+            raise FormatError(
+                f"{image}: image is {frame.shape[1]}x{frame.shape[0]}, the folder's "
+                f"first image is {self.width}x{self.height} (field: image size)"
+            )
+        return frame
+
     def frames(self) -> Iterator[tuple[int, np.ndarray]]:
         """(index, RGB uint8 frame) for every frame; a frame that will not decode is an error."""
         if self.images:
             for index, image in enumerate(self.images):
-                frame = decode_image_file(image)
-                if frame.shape[:2] != (self.height, self.width):
-                    raise FormatError(
-                        f"{image}: image is {frame.shape[1]}x{frame.shape[0]}, the folder's "
-                        f"first image is {self.width}x{self.height} (field: image size)"
-                    )
-                yield index, frame
+                yield index, self._image(image)
             return
         capture = cv2.VideoCapture(str(self.path))
         try:
@@ -103,7 +107,7 @@ class FrameSource:
     def sample(self, indices: list[int]) -> list[np.ndarray]:
         """A few frames by number (seeking), for the detector's background estimate."""
         if self.images:
-            return [decode_image_file(self.images[i]) for i in indices]
+            return [self._image(self.images[i]) for i in indices]
         capture = cv2.VideoCapture(str(self.path))
         frames = []
         try:

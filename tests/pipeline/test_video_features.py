@@ -145,3 +145,14 @@ def test_folder_frames_numbered_without_zero_padding_keep_their_order(tmp_path: 
         cv2.imwrite(str(folder / f"frame_{t}.png"), np.full((8, 8, 3), 10 * t, np.uint8))
     levels = [int(frame[0, 0, 0]) for _, frame in FrameSource(folder).frames()]
     assert levels == [10 * t for t in range(20)]
+
+
+def test_folder_with_a_different_image_size_names_it_before_detection(tmp_path: Path) -> None:
+    """Without a track file the detector samples frames first; an odd one is named there too."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for t in range(30):
+        height = 40 if t == 29 else 48  # the last frame, which the background sample includes
+        cv2.imwrite(str(folder / f"{t:04d}.png"), np.full((height, 64, 3), 8 * t, np.uint8))
+    with pytest.raises(FormatError, match=r"0029\.png: image is 64x40.*field: image size"):
+        extract_video_features(FrameSource(folder), MeanColour(), None, min_track_len=25)
