@@ -12,7 +12,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from storage.errors import TcmrError
+
 STAGING_PREFIX = ".sample-staging-"
+SAMPLE_MARKER = ".tcmr-sample"
+"""Empty file in each folder `write_sample_data` wrote: only such folders are ever replaced."""
 
 # dataset -> (writer module, writer function, folders it writes under `out`).
 WRITERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -53,6 +57,7 @@ def write_sample_data(out: Path, seed: int = 0) -> dict[str, Path]:
     never half-written. Staging left by an interrupted run is removed at the next one.
     """
     out = Path(out)
+    _refuse_foreign_folders(out)
     out.mkdir(parents=True, exist_ok=True)
     for leftover in out.glob(f"{STAGING_PREFIX}*"):
         shutil.rmtree(leftover)
@@ -60,10 +65,25 @@ def write_sample_data(out: Path, seed: int = 0) -> dict[str, Path]:
     try:
         write_sample(staging / "new", seed)
         for name, folder in sample_folders(staging / "new").items():
+            (folder / SAMPLE_MARKER).touch()
             _swap_in(folder, out / name, staging / "old" / name)
     finally:
         shutil.rmtree(staging)
     return sample_folders(out)
+
+
+def _refuse_foreign_folders(out: Path) -> None:
+    """Refuse, before writing anything, to replace a folder the sample did not write.
+
+    `out` may be a real data root (`data/` holding the licensed 3DPW/, base_data/ ...): a
+    sample written there would swap those folders out and delete them.
+    """
+    for target in sample_folders(out).values():
+        if target.is_dir() and any(target.iterdir()) and not (target / SAMPLE_MARKER).exists():
+            raise TcmrError(
+                f"{target}: a folder that `tcmr sample-data` did not write (no {SAMPLE_MARKER}) "
+                "would be replaced by the sample; give a new folder for OUT, or move it away"
+            )
 
 
 def _swap_in(new: Path, target: Path, trash: Path) -> None:

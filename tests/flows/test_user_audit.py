@@ -183,3 +183,19 @@ def test_a_bad_device_in_tcmr_toml_names_the_file(
         "torch device (cpu, cuda, cuda:1 ...)"
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tcmr.toml"]
+
+
+def test_sample_data_never_replaces_a_real_dataset_folder(tmp_path: Path) -> None:
+    """`tcmr sample-data data` over a data root with the licensed 3DPW used to delete it."""
+    mine = tmp_path / "data" / "3DPW" / "sequenceFiles" / "train" / "courtyard_arguing_00.pkl"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"licensed")
+    done = tcmr("sample-data", "data", cwd=tmp_path)
+
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: data/3DPW: a folder that `tcmr sample-data` did not write (no .tcmr-sample) "
+        "would be replaced by the sample; give a new folder for OUT, or move it away"
+    ]
+    assert mine.read_bytes() == b"licensed"
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["3DPW"]
