@@ -247,6 +247,10 @@ class IouTracker:
         self._live: list[_Live] = []
         self._next_id = 1
 
+    def live_ids(self) -> set[int]:
+        """Ids of the tracks a later frame may still extend (the others have ended for good)."""
+        return {live.track_id for live in self._live}
+
     def update(self, frame: int, boxes_xyxy: np.ndarray) -> list[tuple[int, np.ndarray]]:
         """(track id, square [cx, cy, s, s] box) of every person detected on `frame`."""
         self._live = [t for t in self._live if frame - t.last_frame <= self.max_gap + 1]

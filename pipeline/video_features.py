@@ -4,7 +4,7 @@ The official demo first writes every frame to disk as JPEG and reads them back p
 Here frames are decoded once, in order: each frame is tracked (or looked up in the track
 file), every person on it is cropped straight away, and crops go to the backbone in large
 batches. A track's crops wait in memory only until it is long enough to be kept, so short
-tracklets never reach the backbone.
+tracklets never reach the backbone, and a short tracklet the tracker has ended is forgotten.
 """
 
 from __future__ import annotations
@@ -196,6 +196,14 @@ class _Batcher:
                 track.features.append(feature)
 
 
+def _forget_ended(pending: dict[int, _Pending], live: set[int], min_track_len: int) -> None:
+    """Drop short tracks the tracker has ended: they can never be kept, and their crops
+    would otherwise stay in memory to the end of the video (a long clip makes thousands)."""
+    for track_id in [t for t, track in pending.items() if t not in live]:
+        if len(pending[track_id].frame_ids) < min_track_len:
+            del pending[track_id]
+
+
 def extract_video_features(
     source: FrameSource,
     backbone: torch.nn.Module,
@@ -244,6 +252,7 @@ def extract_video_features(
         if tracker is not None:
             assert detector is not None
             people = tracker.update(index, detector.detect(image))
+            _forget_ended(pending, tracker.live_ids(), min_track_len)
         else:
             people = lookup.get(index, [])
         seconds["detect/track"] += time.perf_counter() - tick

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import tracemalloc
 from pathlib import Path
 
 import cv2
@@ -156,3 +157,33 @@ def test_folder_with_a_different_image_size_names_it_before_detection(tmp_path: 
         cv2.imwrite(str(folder / f"{t:04d}.png"), np.full((height, 64, 3), 8 * t, np.uint8))
     with pytest.raises(FormatError, match=r"0029\.png: image is 64x40.*field: image size"):
         extract_video_features(FrameSource(folder), MeanColour(), None, min_track_len=25)
+
+
+def _peak_bytes_of_flashes(folder: Path, blobs: int) -> int:
+    """Peak traced memory of extracting a 180-frame clip where `blobs` blobs flash for 3 of
+    every 10 frames, at new places each time (so each flash is a new, short track)."""
+    folder.mkdir()
+    for t in range(180):
+        frame = np.full((120, 160, 3), 100, np.uint8)
+        if t % 10 < 3:
+            for k in range(blobs):
+                x = (17 * (t // 10) + 50 * k) % 130
+                frame[40:80, x : x + 24] = 230
+        cv2.imwrite(str(folder / f"{t:04d}.png"), frame)
+    tracemalloc.start()
+    try:
+        result = extract_video_features(FrameSource(folder), MeanColour(), None, min_track_len=25)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.tracks == []
+    return peak
+
+
+def test_short_tracklets_of_the_detector_free_their_crops(tmp_path: Path) -> None:
+    """Spurious tracklets far below min_track_len must not pile up 224x224 crops (150 kB
+    each) until the end of the video: a track holds its crops only while the tracker may
+    still extend it. Here 162 flashed crops would be 24 MB over the clip without flashes."""
+    quiet = _peak_bytes_of_flashes(tmp_path / "quiet", blobs=0)
+    flashing = _peak_bytes_of_flashes(tmp_path / "flashing", blobs=3)
+    assert flashing - quiet < 2e6, f"{(flashing - quiet) / 1e6:.1f} MB more"
