@@ -125,9 +125,21 @@ class VideoFrameReader:
             raise FormatError(f"{self.path}: video cannot be opened (field: video stream)")
         self._next = 0
         self._last: np.ndarray | None = None
+        self._failed_at: int | None = None
 
     def read(self, frame: int) -> np.ndarray:
-        """RGB uint8 frame `frame`; frames must be requested in non-decreasing order."""
+        """RGB uint8 frame `frame`; going back reopens the video.
+
+        Frames are numbered by successful reads, so past a failed read the numbering is
+        lost: frames at or after it are refused at once, not decoded under the wrong number
+        (one reader serves every segment of a video, and a truncated file must not be read
+        to its end again for each of them).
+        """
+        if self._failed_at is not None and frame >= self._failed_at:
+            raise FormatError(
+                f"{self.path} frame {frame}: video ended or frame is corrupt at frame "
+                f"{self._failed_at} (field: video frames)"
+            )
         if frame == self._next - 1 and self._last is not None:
             return self._last
         if frame < self._next:
@@ -137,6 +149,7 @@ class VideoFrameReader:
         while self._next <= frame:
             ok, image = self._capture.read()
             if not ok or image is None:
+                self._failed_at = self._next
                 raise FormatError(
                     f"{self.path} frame {frame}: video ended or frame is corrupt "
                     f"at frame {self._next} (field: video frames)"
@@ -161,11 +174,13 @@ class FrameSources:
     """What one decode task keeps open: a forward reader per video, the last TFRecord record.
 
     A track's frames share one record, so it is re-read and CRC-checked once per task, not
-    once per frame.
+    once per frame. `videos` lends readers that outlive the task (they are used, added to
+    and left open), so consecutive tasks over one video go on decoding where the last ended.
     """
 
-    def __init__(self) -> None:
-        self._videos: dict[str, VideoFrameReader] = {}
+    def __init__(self, videos: dict[str, VideoFrameReader] | None = None) -> None:
+        self._lent = videos is not None
+        self._videos: dict[str, VideoFrameReader] = videos if videos is not None else {}
         self._record: tuple[tuple[str, int], dict[str, Feature]] | None = None
 
     def video_frame(self, path: str, frame: int) -> np.ndarray:
@@ -198,9 +213,11 @@ class FrameSources:
         return values[value.index]
 
     def close(self) -> None:
-        for reader in self._videos.values():
-            reader.close()
-        self._videos.clear()
+        """Close the readers this object opened for itself (lent ones stay open)."""
+        if not self._lent:
+            for reader in self._videos.values():
+                reader.close()
+            self._videos.clear()
         self._record = None
 
     def __enter__(self) -> FrameSources:

@@ -1,11 +1,12 @@
 """Feature extraction: frames -> official crops -> ResNet-50 -> float16 features in a store.
 
 Where the official scripts crop a whole sequence, stack it on the GPU and run fp32 batches of
-200 in one process, this engine decodes and crops in threads (frame chunks for image files and
-TFRecord values, one sequential reader per video), fills large batches across sequence
-boundaries, and keeps the device busy while the next batch is prepared. Each sequence is
-written through the store writer as soon as its last frame is through the backbone, so a
-killed run resumes at the first sequence the store does not hold.
+200 in one process, this engine decodes and crops in threads (frame chunks; a video's chunks,
+over all the records of its segments, take turns on one forward reader, so each video is
+decoded once), fills large batches across sequence boundaries, and keeps the device busy
+while the next batch is prepared. Each sequence is written through the store writer as soon
+as its last frame is through the backbone, so a killed run resumes at the first sequence the
+store does not hold.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import functools
 import importlib.metadata
 import itertools
 import os
+import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from model.backbone import load_spin_backbone
-from pipeline.crop import CROP_SIZE, FrameSources, crop_image, decode_ref
+from pipeline.crop import CROP_SIZE, FrameSources, VideoFrameReader, crop_image, decode_ref
 from pipeline.datasets.records import Quarantine, SequenceRecord, Skip
 from pipeline.datasets.tfrecord import SourceChangedError
 from pipeline.occlusion import OccluderBank, frame_rng, occlude
@@ -43,7 +46,7 @@ from storage.settings import get_settings
 from storage.writer import SegmentWriter, StoreWriter, read_pointer
 
 CHUNK_FRAMES = 32
-"""Frames per decode task for image files and TFRecord values (a video is one task)."""
+"""Frames per decode task (a record over several videos is one task)."""
 
 
 class FrameError(FormatError):
@@ -104,16 +107,21 @@ class CropSettings:
 
 
 def sequence_crops(
-    record: SequenceRecord, start: int, stop: int, settings: CropSettings
+    record: SequenceRecord,
+    start: int,
+    stop: int,
+    settings: CropSettings,
+    videos: dict[str, VideoFrameReader] | None = None,
 ) -> np.ndarray:
     """uint8 (stop - start, 224, 224, 3) crops of frames [start, stop) of one record.
 
-    Raises FrameError naming the file and frame when a frame cannot be decoded or cropped,
-    and SourceChangedError when a TFRecord changed since the reader parsed it.
+    `videos` lends open video readers (see `FrameSources`). Raises FrameError naming the
+    file and frame when a frame cannot be decoded or cropped, and SourceChangedError when a
+    TFRecord changed since the reader parsed it.
     """
     scale = settings.scale if settings.scale is not None else record.crop_scale
     out = np.empty((stop - start, CROP_SIZE, CROP_SIZE, 3), dtype=np.uint8)
-    with FrameSources() as sources:
+    with FrameSources(videos) as sources:
         for t in range(start, stop):
             ref = record.images[t]
             try:
@@ -142,12 +150,83 @@ def sequence_crops(
     return out
 
 
+def video_of(record: SequenceRecord) -> str | None:
+    """The one video all frames of `record` come from, or None."""
+    paths = {ref.path if ref.kind == "video" else None for ref in record.images}
+    return paths.pop() if len(paths) == 1 else None
+
+
 def _chunks(record: SequenceRecord) -> list[tuple[int, int]]:
-    """Decode tasks of one record: one for a video (read forward), chunks otherwise."""
+    """Decode tasks of one record: frame chunks, or one task for a record over several videos
+    (each is read forward by the task's own readers)."""
     length = len(record)
-    if any(ref.kind == "video" for ref in record.images):
+    if video_of(record) is None and any(ref.kind == "video" for ref in record.images):
         return [(0, length)]
     return [(s, min(s + CHUNK_FRAMES, length)) for s in range(0, length, CHUNK_FRAMES)]
+
+
+class VideoTurns:
+    """One forward reader per video for a whole run, lent to its decode tasks in turn.
+
+    The tasks over one video (the chunks of a record, and the records of its segments, as
+    MPI-INF-3DHP splits a camera video) take numbered tickets when submitted and run in
+    ticket order, so the video is decoded once, forward, however many threads decode. The
+    pool dequeues tasks in submission order, so a task only ever waits for running ones.
+    """
+
+    def __init__(self, keep: int) -> None:
+        self._changed = threading.Condition()
+        self._issued: dict[str, int] = {}
+        self._serving: dict[str, int] = {}
+        self._readers: OrderedDict[str, VideoFrameReader] = OrderedDict()
+        self._keep = keep
+        """Idle readers kept open (the least recently used beyond that are closed)."""
+
+    def ticket(self, path: str) -> int:
+        with self._changed:
+            number = self._issued.get(path, 0)
+            self._issued[path] = number + 1
+            return number
+
+    @contextmanager
+    def turn(self, path: str, ticket: int) -> Iterator[dict[str, VideoFrameReader]]:
+        """The readers to lend `sequence_crops`, once every earlier ticket of `path` ran."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._serving.get(path, 0) == ticket)
+            reader = self._readers.pop(path, None)
+        lent = {} if reader is None else {path: reader}
+        try:
+            yield lent
+        finally:
+            with self._changed:
+                if path in lent:
+                    self._readers[path] = lent[path]
+                    while len(self._readers) > self._keep:
+                        self._readers.popitem(last=False)[1].close()
+                self._serving[path] = ticket + 1
+                self._changed.notify_all()
+
+    def close(self) -> None:
+        with self._changed:
+            for reader in self._readers.values():
+                reader.close()
+            self._readers.clear()
+
+
+def _decode(
+    record: SequenceRecord,
+    start: int,
+    stop: int,
+    settings: CropSettings,
+    turns: VideoTurns,
+    ticket: int | None,
+) -> np.ndarray:
+    """One decode task: `sequence_crops`, with its video's shared reader when it has one."""
+    path = video_of(record)
+    if path is None or ticket is None:
+        return sequence_crops(record, start, stop, settings)
+    with turns.turn(path, ticket) as videos:
+        return sequence_crops(record, start, stop, settings, videos)
 
 
 @dataclass
@@ -217,6 +296,7 @@ def run_extraction(
     threads_before = cv2.getNumThreads()
     cv2.setNumThreads(1)  # the decode threads are the parallelism; avoid oversubscription
     bar = tqdm(unit="frame", unit_scale=True, disable=not progress, desc="features")
+    turns = VideoTurns(keep=max(1, num_decode_threads) + 1)
 
     def settle(result: tuple[np.ndarray, Parts] | None) -> None:
         if result is None:
@@ -278,7 +358,11 @@ def run_extraction(
                         exhausted = True
                         break
                     state, start, stop = job
-                    future = pool.submit(sequence_crops, state.record, start, stop, settings)
+                    path = video_of(state.record)
+                    ticket = turns.ticket(path) if path is not None else None
+                    future = pool.submit(
+                        _decode, state.record, start, stop, settings, turns, ticket
+                    )
                     in_flight.append((state, start, stop, future))
                     in_flight_frames += stop - start
                 if not in_flight:
@@ -318,6 +402,7 @@ def run_extraction(
             stages["backbone"] += time.perf_counter() - tick
             settle(last)  # after the backbone's tick: settle times its writes itself
     finally:
+        turns.close()
         cv2.setNumThreads(threads_before)
         bar.close()
     summary.skipped = quarantine.skips

@@ -28,6 +28,7 @@ from pipeline.features import (
 )
 from pipeline.occlusion import frame_rng, occlude, procedural_occluders
 from storage.backend import location
+from storage.errors import FormatError
 from storage.reader import open_store
 from storage.writer import read_pointer
 
@@ -273,3 +274,114 @@ def test_malformed_record_is_quarantined_and_the_rest_extracted(tmp_path: Path) 
     assert sunk["good"].dtype == np.float16
     (skip,) = summary.skipped
     assert skip.key == broken.key and skip.field == "record" and "bbox" in skip.reason
+
+
+class CountingCapture:
+    """A real OpenCV capture that counts the videos opened and the frames decoded."""
+
+    opened = 0
+    reads = 0
+    decoded = 0
+    make = cv2.VideoCapture
+
+    def __init__(self, *args: object) -> None:
+        self.capture = CountingCapture.make(*args)
+        CountingCapture.opened += 1
+
+    def read(self) -> tuple[bool, np.ndarray]:
+        ok, frame = self.capture.read()
+        CountingCapture.reads += 1
+        CountingCapture.decoded += int(ok)
+        return ok, frame
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.capture, name)
+
+
+@pytest.fixture
+def counting(monkeypatch: pytest.MonkeyPatch) -> type[CountingCapture]:
+    """cv2.VideoCapture replaced by CountingCapture, its counts at zero."""
+    for name in ("opened", "reads", "decoded"):
+        monkeypatch.setattr(CountingCapture, name, 0)
+    monkeypatch.setattr(cv2, "VideoCapture", CountingCapture)
+    return CountingCapture
+
+
+def test_segments_of_one_video_share_one_forward_decoder(
+    tmp_path: Path, counting: type[CountingCapture]
+) -> None:
+    # MPI-INF-3DHP splits a camera video into segments, one record each: every frame of the
+    # video must be decoded once, not again from frame 0 for each later segment.
+    whole = video_sequence(tmp_path, "cam0", 48)
+    first = make_record("cam0_seg0", whole.images[:40], (64, 48))  # two decode chunks
+    second = make_record("cam0_seg1", whole.images[42:], (64, 48))
+    tiny = torch.nn.Sequential(
+        torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(48, 2048)
+    )
+    sunk: dict[str, np.ndarray] = {}
+    summary = run_extraction(
+        [first, second], tiny, lambda record, features: sunk.__setitem__(record.name, features),
+        lambda record: False, CropSettings(), batch_size=8, num_decode_threads=2, progress=False,
+    )  # fmt: skip
+    assert (summary.sequences, summary.skipped) == (2, [])
+    assert (counting.opened, counting.decoded) == (1, 48)
+    with VideoFrameReader(whole.images[0].path) as reader:
+        frames = [reader.read(t) for t in range(48)]
+    for record, offset in ((first, 0), (second, 42)):
+        crops = [crop_image(frames[offset + t], record.bbox[t], 1.2) for t in range(len(record))]
+        pixels = torch.from_numpy(normalize(np.stack(crops)))
+        with torch.no_grad():  # one frame at a time, as the engine runs the CPU
+            expected = torch.cat([tiny(pixels[i : i + 1]) for i in range(len(pixels))])
+        np.testing.assert_array_equal(sunk[record.name], expected.numpy().astype(np.float16))
+
+
+def truncated_video(folder: Path) -> SequenceRecord:
+    """A 48-frame video cut to half its bytes: only its first frames decode."""
+    whole = video_sequence(folder, "cut", 48)
+    path = Path(whole.images[0].path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return whole
+
+
+def test_frames_after_a_failed_read_are_refused_without_decoding(
+    tmp_path: Path, counting: type[CountingCapture]
+) -> None:
+    video = truncated_video(tmp_path).images[0].path
+    with VideoFrameReader(video) as reader:
+        with pytest.raises(FormatError, match=r"cut\.avi frame 47: .* at frame (\d+)") as caught:
+            reader.read(47)
+        failed_at = int(caught.value.args[0].rsplit("at frame ", 1)[1].split()[0])
+        assert 0 < failed_at < 30
+        reads = counting.reads
+        for frame in (failed_at, 40):  # numbering is lost past the failure: refused at once
+            with pytest.raises(FormatError, match=rf"frame {frame}: .* at frame {failed_at}"):
+                reader.read(frame)
+        assert counting.reads == reads
+        first = reader.read(0)  # earlier frames still decode (the video is reopened)
+    assert counting.opened == 2 and first.shape == (48, 64, 3)
+
+
+def test_truncated_video_fails_its_segments_once_and_the_rest_carries_on(
+    tmp_path: Path, counting: type[CountingCapture]
+) -> None:
+    whole = truncated_video(tmp_path / "vid")
+    segments = [
+        make_record("cut_seg0", whole.images[:30], (64, 48)),
+        make_record("cut_seg1", whole.images[30:], (64, 48)),
+    ]
+    good = image_sequence(tmp_path / "img", "good", 2, seed=6)
+    tiny = torch.nn.Sequential(
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 2048)
+    )
+    sunk: list[str] = []
+    summary = run_extraction(
+        [*segments, good], tiny, lambda record, features: sunk.append(record.name),
+        lambda record: False, CropSettings(), batch_size=4, num_decode_threads=2, progress=False,
+    )  # fmt: skip
+    assert sunk == ["good"]
+    assert [(s.key, s.file) for s in summary.skipped] == [
+        (r.key, whole.images[0].path) for r in segments
+    ]
+    assert all("video ended or frame is corrupt" in s.reason for s in summary.skipped)
+    assert counting.opened == 1  # one decoder for the video, never reopened
+    assert counting.decoded < 30
