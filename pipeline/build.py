@@ -352,6 +352,20 @@ def _missing_checkpoint(request: BuildRequest) -> str:
     )
 
 
+def check_inputs(request: BuildRequest) -> None:
+    """The request's dataset root and SPIN checkpoint exist, else a MissingFileError.
+
+    A command checks every part's inputs with this before building any part, so a typo in
+    the last dataset does not surface only after the first ones were extracted.
+    """
+    if not Path(request.root).is_dir():
+        raise MissingFileError(
+            f"{request.root}: dataset root of {request.dataset} not found (field `root`)"
+        )
+    if not request.checkpoint.is_file():
+        raise MissingFileError(_missing_checkpoint(request))
+
+
 def plan_build(request: BuildRequest, shard_frames: int = SHARD_ROWS) -> BuildPlan:
     """Parse the sources if they changed and stage the sequences that need extraction.
 
@@ -359,9 +373,8 @@ def plan_build(request: BuildRequest, shard_frames: int = SHARD_ROWS) -> BuildPl
     is staged or committed, so a failed part leaves the store's previous version in place.
     """
     started = time.time()
+    check_inputs(request)
     digest = source_digest(request.root, request.dataset, request.split)
-    if not request.checkpoint.is_file():
-        raise MissingFileError(_missing_checkpoint(request))
     bank = occluder_bank(request)
     expected = Provenance(
         backbone_sha256=file_sha256(request.checkpoint),

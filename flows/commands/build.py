@@ -92,10 +92,13 @@ def _run(
 ) -> None:
     """Build each dataset part in turn (its shards on `workers` threads); one line per group."""
     from flows.parameters import requests_for
-    from pipeline.build import build_dataset
+    from pipeline.build import build_dataset, check_inputs
     from storage.schema import SHARD_ROWS
 
-    for request in requests_for(specs, data_root, store, recipe, base_data):
+    requests = requests_for(specs, data_root, store, recipe, base_data)
+    for request in requests:
+        check_inputs(request)
+    for request in requests:
         result = build_dataset(
             request,
             progress=workers == 1,

@@ -199,3 +199,20 @@ def test_sample_data_never_replaces_a_real_dataset_folder(tmp_path: Path) -> Non
     ]
     assert mine.read_bytes() == b"licensed"
     assert [p.name for p in (tmp_path / "data").iterdir()] == ["3DPW"]
+
+
+def test_a_missing_dataset_root_is_refused_before_any_part_is_built(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """`build-features pennaction h36m` without h36m/ used to extract pennaction first."""
+    data_root = penn_sample(tmp_path_factory)
+    done = tcmr(
+        "build-features", "pennaction", "h36m", "--split", "test", "--data-root",
+        str(data_root), "--store", "stores", cwd=tmp_path,
+    )  # fmt: skip
+
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: {data_root / 'h36m'}: dataset root of h36m not found (field `root`)"
+    ]
+    assert not (tmp_path / "stores").exists()
