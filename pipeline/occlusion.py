@@ -9,6 +9,7 @@ key, frame index), so a re-run or a resumed run reproduces the same pixels.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 import xml.etree.ElementTree as ET
@@ -21,6 +22,8 @@ import numpy as np
 from PIL import Image
 
 from storage.errors import FormatError, MissingFileError
+
+log = logging.getLogger(__name__)
 
 MIN_MASK_PIXELS = 500
 BORDER_ALPHA = 192
@@ -190,7 +193,7 @@ def load_voc_occluders(voc_root: Path, cache_dir: Path | None = None) -> Occlude
 
     The cache file name carries a hash of the root path and its annotation listing, so a
     changed VOC copy builds a new bank instead of reusing a stale one; an unreadable cache
-    file (a cut-off copy) is rebuilt. A missing, corrupt or truncated image of a kept object
+    file (a cut-off copy) is rebuilt, and an unwritable cache folder only logs a warning. A missing, corrupt or truncated image of a kept object
     is a FormatError naming it: a bank silently short of objects would change the occlusions.
     """
     voc_root = Path(voc_root)
@@ -212,7 +215,10 @@ def load_voc_occluders(voc_root: Path, cache_dir: Path | None = None) -> Occlude
         )
     bank = OccluderBank.from_arrays(occluders, "voc")
     if cache is not None:
-        _save_bank(cache, bank)
+        try:
+            _save_bank(cache, bank)
+        except OSError as error:  # a read-only VOC copy still gives its occluders
+            log.warning("%s: occluder bank not cached (%s)", cache, error)
     return bank
 
 

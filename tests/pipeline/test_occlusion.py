@@ -192,3 +192,15 @@ def test_unreadable_bank_cache_is_rebuilt(voc_root: Path, tmp_path: Path) -> Non
     again = load_voc_occluders(voc_root, cache)
     assert again.content_hash == first.content_hash
     assert load_voc_occluders(voc_root, cache).content_hash == first.content_hash
+
+
+def test_unwritable_cache_folder_still_gives_the_bank(
+    voc_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The builds cache under <VOC root>/.tcmr; a read-only VOC copy (a shared mount) must
+    # still give occluders. A file where the folder should be fails as a read-only root does.
+    blocked = voc_root / ".tcmr"
+    blocked.write_text("not a folder")
+    bank = load_voc_occluders(voc_root, blocked)
+    assert bank.content_hash == load_voc_occluders(voc_root).content_hash
+    assert ".tcmr" in caplog.text and "not cached" in caplog.text
