@@ -16,6 +16,8 @@ import fsspec
 import zarr
 import zarr.storage
 
+from storage.errors import StoreError
+
 STORE_ATTR = "tcmr_store"
 """Attribute key that marks a Zarr group as a tcmr store (and holds its pointer)."""
 
@@ -38,7 +40,13 @@ class Location:
             )
         path = Path(self.root.removeprefix("file://"))
         if not read_only:
-            path.mkdir(parents=True, exist_ok=True)
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError) as error:
+                raise StoreError(
+                    f"{self.root}: the store root is not a folder ({error}); give a folder or an "
+                    "fsspec URL (field `store`)"
+                ) from error
         return zarr.storage.LocalStore(path, read_only=read_only)
 
     def filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:

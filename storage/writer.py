@@ -100,9 +100,18 @@ class SegmentWriter:
         self.group = group.strip("/")
         self.segment_id = segment_id or _new_id()
         self.feature_dtype = feature_dtype
-        zgroup = zarr.open_group(
-            self.location.zarr_store(), path=f"{self.group}/segments/{self.segment_id}", mode="w"
-        )
+        try:
+            zgroup = zarr.open_group(
+                self.location.zarr_store(),
+                path=f"{self.group}/segments/{self.segment_id}",
+                mode="w",
+            )
+        except (FileNotFoundError, PermissionError) as error:
+            raise StoreError(
+                f"{self.location.root}: cannot write store group {self.group} ({error}); check "
+                "that the folder or bucket exists and the credentials allow writing (field "
+                "`store`)"
+            ) from error
         self._arrays = {
             name: zgroup.create_array(
                 name,
