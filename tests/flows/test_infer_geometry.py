@@ -11,6 +11,7 @@ video must draw the wireframe on the person and nowhere else.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,8 @@ class Run:
     """[FRAMES, 6890, 2] where each vertex was drawn."""
     verts: np.ndarray
     """[6890, 3] the known mesh."""
+    inputs: tuple[Path, Path, Path, Settings]
+    """Frames folder, checkpoint, track file and settings of the run."""
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +124,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
         batch_size=8,
         settings=settings,
     )
-    return Run(out, frames, masks, np.stack(pixels), verts)
+    return Run(out, frames, masks, np.stack(pixels), verts, (folder, checkpoint, tracks, settings))
 
 
 def test_the_person_leaves_the_frame(run: Run) -> None:
@@ -171,3 +174,27 @@ def test_overlay_draws_on_the_person_only(run: Run) -> None:
         near = cv2.dilate(run.masks[t].astype(np.uint8), kernel).astype(bool)
         assert marks.sum() > 0.3 * run.masks[t].sum(), t
         assert marks[~near].sum() == 0, t
+
+
+def test_a_rerun_replaces_the_earlier_output_as_a_whole(run: Run, tmp_path: Path) -> None:
+    """README: the output folder is replaced as a whole, so nothing of the earlier run stays."""
+    folder, checkpoint, tracks, settings = run.inputs
+    out = tmp_path / "out"
+    shutil.copytree(run.out, out)
+    (out / "tcmr_other_mp4_output.mp4").write_bytes(b"an earlier run's overlay")
+    renamed = tmp_path / "renamed.txt"
+    renamed.write_text(tracks.read_text().replace(f",{TRACK_ID},", ",8,"))
+    run_inference(
+        folder,
+        checkpoint,
+        out,
+        renamed,
+        device="cpu",
+        min_track_len=FRAMES,
+        batch_size=8,
+        settings=settings,
+    )
+    names = ["tcmr_frames_output.mp4", "tcmr_output.npz", "tcmr_output.pkl", "timing.json"]
+    assert sorted(p.name for p in out.iterdir()) == names
+    assert list(joblib.load(out / "tcmr_output.pkl")) == [8]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "renamed.txt"]
