@@ -187,3 +187,62 @@ def test_short_tracklets_of_the_detector_free_their_crops(tmp_path: Path) -> Non
     quiet = _peak_bytes_of_flashes(tmp_path / "quiet", blobs=0)
     flashing = _peak_bytes_of_flashes(tmp_path / "flashing", blobs=3)
     assert flashing - quiet < 2e6, f"{(flashing - quiet) / 1e6:.1f} MB more"
+
+
+def _mp4_boxes(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, int]]:
+    """ISO BMFF boxes by type -> (offset, size), descending into the moov track containers."""
+    boxes, offset = {}, start
+    while offset < end:
+        size, kind = struct.unpack_from(">I4s", data, offset)
+        boxes[kind] = (offset, size)
+        if kind in (b"moov", b"trak", b"mdia", b"minf", b"stbl"):
+            boxes.update(_mp4_boxes(data, offset + 8, offset + size))
+        offset += size
+    return boxes
+
+
+def _variable_rate_mp4(path: Path) -> None:
+    """30 grey frames: the first 15 last 1/30 s each, the last 15 1/10 s (2 s in all).
+
+    OpenCV writes a constant-rate mp4 with its moov after mdat; its stts (sample durations)
+    is replaced by two runs, the edit list blanked (a free box) and mdhd/tkhd/mvhd durations
+    set to the new length, so no sample offset moves."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 30.0, (64, 48))
+    for t in range(30):
+        writer.write(np.full((48, 64, 3), 8 * t, np.uint8))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    boxes = _mp4_boxes(data, 0, len(data))
+    assert boxes[b"mdat"][0] < boxes[b"moov"][0]
+    assert all(data[boxes[kind][0] + 8] == 0 for kind in (b"mdhd", b"mvhd", b"tkhd"))  # v0
+    timescale = struct.unpack_from(">I", data, boxes[b"mdhd"][0] + 20)[0]
+    runs = [(15, timescale // 30), (15, timescale // 10)]
+    total = sum(count * delta for count, delta in runs)
+    movie_scale = struct.unpack_from(">I", data, boxes[b"mvhd"][0] + 20)[0]
+    struct.pack_into(">I", data, boxes[b"mdhd"][0] + 24, total)
+    struct.pack_into(">I", data, boxes[b"mvhd"][0] + 24, total * movie_scale // timescale)
+    struct.pack_into(">I", data, boxes[b"tkhd"][0] + 28, total * movie_scale // timescale)
+    edts = boxes[b"edts"][0]
+    data[edts + 4 : edts + 8] = b"free"
+    stts = struct.pack(">I4sII", 16 + 8 * len(runs), b"stts", 0, len(runs))
+    stts += b"".join(struct.pack(">II", *run) for run in runs)
+    offset, size = boxes[b"stts"]
+    growth = len(stts) - size
+    for kind in (b"moov", b"trak", b"mdia", b"minf", b"stbl"):
+        struct.pack_into(">I", data, boxes[kind][0], boxes[kind][1] + growth)
+    path.write_bytes(bytes(data[:offset] + stts + data[offset + size :]))
+
+
+def test_variable_frame_rate_video_is_read_whole_at_its_mean_rate(tmp_path: Path) -> None:
+    """Every decoded frame is a frame (no resampling); the overlay's rate keeps the length."""
+    path = tmp_path / "phone.mp4"
+    _variable_rate_mp4(path)
+    capture = cv2.VideoCapture(str(path))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, 29)
+    assert not capture.read()[0]  # frame numbers from timestamps: seeking misses the end
+    capture.release()
+    source = FrameSource(path)
+    assert source.frame_count == 30
+    assert source.fps == pytest.approx(15.0)
+    levels = [int(frame.mean()) for _, frame in source.frames()]
+    assert len(levels) == 30 and abs(levels[-1] - 232) <= 4
