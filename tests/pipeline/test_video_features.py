@@ -246,3 +246,28 @@ def test_variable_frame_rate_video_is_read_whole_at_its_mean_rate(tmp_path: Path
     assert source.fps == pytest.approx(15.0)
     levels = [int(frame.mean()) for _, frame in source.frames()]
     assert len(levels) == 30 and abs(levels[-1] - 232) <= 4
+
+
+def test_phone_portrait_video_is_read_upright_with_matching_size(tmp_path: Path) -> None:
+    """A phone stores portrait video as landscape plus a 90-degree display matrix (tkhd);
+    the frames and the size the cameras are converted with must both be the upright ones."""
+    path = tmp_path / "portrait.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 30.0, (64, 48))
+    for _ in range(3):
+        frame = np.zeros((48, 64, 3), np.uint8)
+        frame[:12, :16] = 255  # a white block in the stored frame's top-left corner
+        writer.write(frame)
+    writer.release()
+    data = bytearray(path.read_bytes())
+    tkhd = _mp4_boxes(data, 0, len(data))[b"tkhd"][0]
+    assert data[tkhd + 8] == 0  # version 0: 32-bit times and duration
+    # Header, version/flags, times, id, reserved, duration, reserved, layer..volume, matrix.
+    matrix = tkhd + 8 + 4 + 4 * 5 + 8 + 2 * 4
+    assert struct.unpack_from(">9i", data, matrix) == (65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30)
+    struct.pack_into(">9i", data, matrix, 0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30)  # 90 cw
+    path.write_bytes(bytes(data))
+    source = FrameSource(path)
+    assert (source.width, source.height) == (48, 64)
+    frame = next(source.frames())[1]
+    assert frame.shape == (64, 48, 3)
+    assert frame[:16, -12:].mean() > 200 and frame[:16, :12].mean() < 50  # now top-right
