@@ -19,6 +19,22 @@ def _split(value: str) -> str:
     return value
 
 
+def _dataset(value: str) -> str:
+    from storage.importdb import DATASETS
+
+    if value not in DATASETS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(DATASETS)}")
+    return value
+
+
+def _features_dtype(value: str) -> str:
+    from storage.schema import FEATURE_DTYPES
+
+    if value not in FEATURE_DTYPES:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(FEATURE_DTYPES)}")
+    return value
+
+
 def _variant(value: str) -> str:
     """A variant is one path segment of the group name `<dataset>/<split>/<variant>`."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
@@ -34,7 +50,7 @@ def register(app: typer.Typer) -> None:
     def import_db_command(
         file: Path = typer.Argument(..., help="An official *_db.pt (joblib) or insta_train_db.h5."),
         dataset: str = typer.Option(
-            ..., help="3dpw, mpii3d, h36m, posetrack, pennaction or insta."
+            ..., callback=_dataset, help="3dpw, mpii3d, h36m, posetrack, pennaction or insta."
         ),
         split: str = typer.Option(..., callback=_split, help="train, val or test."),
         variant: str = typer.Option(
@@ -46,6 +62,7 @@ def register(app: typer.Typer) -> None:
         ),
         features_dtype: str = typer.Option(
             "float32",
+            callback=_features_dtype,
             help="Stored feature dtype: float32 keeps the db's features bit for bit (evaluation "
             "matches the official evaluate.py); float16 halves the store.",
         ),

@@ -23,6 +23,7 @@ def tcmr(*args: str, cwd: Path | None = None, **settings: str) -> subprocess.Com
     """The command in a subprocess, with only the given TCMR_* settings (as keywords)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TCMR_")}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    env["COLUMNS"] = "200"  # usage errors in one unwrapped line
     env.update({f"TCMR_{name.upper()}": value for name, value in settings.items()})
     return subprocess.run(
         [*TCMR, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
@@ -216,3 +217,21 @@ def test_a_missing_dataset_root_is_refused_before_any_part_is_built(
         f"error: {data_root / 'h36m'}: dataset root of h36m not found (field `root`)"
     ]
     assert not (tmp_path / "stores").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "known"),
+    [("--dataset", "3dpww", "3dpw, mpii3d"), ("--features-dtype", "float8", "float16, float32")],
+)
+def test_import_db_names_the_option_of_a_misspelt_value(
+    tmp_path: Path, option: str, value: str, known: str
+) -> None:
+    """'unknown dataset' / 'features dtype must be ...' did not say which option was wrong."""
+    args = {"--dataset": "3dpw", "--split": "test", "--store": "stores", option: value}
+    done = tcmr(
+        "import-db", "3dpw_test_db.pt", *(w for kv in args.items() for w in kv), cwd=tmp_path
+    )
+
+    assert done.returncode == 2
+    assert f"Invalid value for '{option}': '{value}' is not one of {known}" in done.stderr
+    assert list(tmp_path.iterdir()) == []
