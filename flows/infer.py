@@ -124,6 +124,17 @@ def _check_out(out: Path) -> None:
         )
 
 
+def _check_inputs_outside(out: Path, inputs: dict[str, Path | None]) -> None:
+    """Refuse inputs kept inside `out`: publishing replaces it whole and would delete them."""
+    root = out.resolve()
+    for option, path in inputs.items():
+        if path is not None and Path(path).resolve().is_relative_to(root):
+            raise TcmrError(
+                f"{option} {path}: inside --out {out}, which the outputs replace as a whole; "
+                "move it out or give another --out"
+            )
+
+
 def _publish(temp: Path, out: Path) -> None:
     """Swap the finished temp folder in for `out` (an older result is removed after)."""
     old = out.with_name(f".{out.name}.old-{os.getpid()}")
@@ -161,6 +172,9 @@ def run_inference(
         raise TcmrError(f"--batch-size must be positive, got {batch_size}")
     out = Path(out).absolute()
     _check_out(out)
+    _check_inputs_outside(
+        out, {"video": Path(video), "--tracks": tracks_file, "--checkpoint": Path(checkpoint)}
+    )
     settings = settings or get_settings()
     device = device or settings.torch_device()
     source = FrameSource(video)

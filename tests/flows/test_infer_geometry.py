@@ -29,6 +29,7 @@ from model.smpl import SMPL
 from model.tcmr import build_model
 from pipeline.sample.base_data import write_base_data
 from pipeline.sample.figure import render
+from storage.errors import TcmrError
 from storage.settings import Settings
 
 WIDTH, HEIGHT = 96, 160  # portrait: sx and sy differ, a swapped width/height shows
@@ -198,3 +199,19 @@ def test_a_rerun_replaces_the_earlier_output_as_a_whole(run: Run, tmp_path: Path
     assert sorted(p.name for p in out.iterdir()) == names
     assert list(joblib.load(out / "tcmr_output.pkl")) == [8]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "renamed.txt"]
+
+
+def test_inputs_inside_the_output_folder_are_refused(run: Run, tmp_path: Path) -> None:
+    """Replacing the folder as a whole would delete a track file (or frames) kept in it."""
+    folder, checkpoint, tracks, settings = run.inputs
+    out = tmp_path / "out"
+    shutil.copytree(run.out, out)
+    kept = out / "tracks.txt"
+    shutil.copy(tracks, kept)
+    with pytest.raises(TcmrError, match=rf"--tracks {kept}: inside --out {out}"):
+        run_inference(folder, checkpoint, out, kept, device="cpu", settings=settings)
+    frames = out / "frames"
+    shutil.copytree(folder, frames)
+    with pytest.raises(TcmrError, match=rf"video {frames}: inside --out {out}"):
+        run_inference(frames, checkpoint, out, tracks, device="cpu", settings=settings)
+    assert kept.read_text() == tracks.read_text() and len(list(frames.iterdir())) == FRAMES
