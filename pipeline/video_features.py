@@ -51,8 +51,13 @@ class FrameSource:
         self.path = Path(path)
         self.images: list[Path] = []
         if self.path.is_dir():
+            # Hidden files are no frames (macOS copies leave a '._name' beside each file).
             self.images = sorted(
-                (p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
+                (
+                    p
+                    for p in self.path.iterdir()
+                    if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+                ),
                 key=frame_order,
             )
             if not self.images:

@@ -271,3 +271,12 @@ def test_phone_portrait_video_is_read_upright_with_matching_size(tmp_path: Path)
     frame = next(source.frames())[1]
     assert frame.shape == (64, 48, 3)
     assert frame[:16, -12:].mean() > 200 and frame[:16, :12].mean() < 50  # now top-right
+
+
+def test_hidden_files_in_an_image_folder_are_not_frames(folder: Path) -> None:
+    """macOS leaves '._name' AppleDouble files (not images) next to each copied file."""
+    for image in sorted(folder.iterdir()):
+        (folder / f"._{image.name}").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
+    source = FrameSource(folder)
+    assert source.frame_count == 6
+    assert len(list(source.frames())) == 6
