@@ -31,6 +31,8 @@ BANK_DOWNSCALE = 0.5
 MAX_OCCLUDERS = 7
 SCALE_RANGE = (0.2, 1.0)
 REFERENCE_SIZE = 256.0
+NEGATIVE_SEED_TAG = 0x6E6567
+"""Leads the generator entropy of a negative seed, which numpy's SeedSequence refuses."""
 _ERODE_KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (8, 8))
 
 
@@ -222,13 +224,21 @@ def load_voc_occluders(voc_root: Path, cache_dir: Path | None = None) -> Occlude
     return bank
 
 
+def seed_entropy(seed: int) -> list[int]:
+    """Generator entropy for any integer seed (`--seed -1` included).
+
+    A non-negative seed is used as it is, so the occlusions of existing stores stay the same.
+    """
+    return [seed] if seed >= 0 else [NEGATIVE_SEED_TAG, -seed]
+
+
 def procedural_occluders(seed: int, n: int = 64) -> OccluderBank:
     """Random textured shapes with soft alpha, for runs without a VOC root (samples, tests).
 
     Sized like halved VOC objects (tens to ~150 px), so the same placement rule gives a
     similar amount of occlusion.
     """
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed_entropy(seed))
     occluders = []
     for _ in range(n):
         height, width = (int(v) for v in rng.integers(40, 150, size=2))
@@ -254,7 +264,7 @@ def procedural_occluders(seed: int, n: int = 64) -> OccluderBank:
 def frame_rng(seed: int, sequence_key: str, frame: int) -> np.random.Generator:
     """The generator for one frame: same (seed, sequence, frame) -> same occluders."""
     key = int.from_bytes(hashlib.sha256(sequence_key.encode()).digest()[:8], "little")
-    return np.random.default_rng([seed, key, frame])
+    return np.random.default_rng([*seed_entropy(seed), key, frame])
 
 
 def paste_over(source_rgba: np.ndarray, target: np.ndarray, center_xy: np.ndarray) -> None:
