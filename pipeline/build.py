@@ -45,6 +45,7 @@ from storage.provenance import Provenance
 from storage.reader import content_hashes, open_store
 from storage.schema import SHARD_ROWS
 from storage.settings import BASE_DATA_ORIGINS
+from storage.windows import eval_keep_valid
 from storage.writer import Segment, SegmentWriter, StoreWriter, read_pointer
 
 # dataset -> (reader module, reader function, folder of the release layout under a data root)
@@ -391,7 +392,9 @@ def plan_build(request: BuildRequest, shard_frames: int = SHARD_ROWS) -> BuildPl
         request.dataset, request.split, request.variant, f"{loc.root}/{request.group}", "built"
     )
     plan = BuildPlan(request, result, started=started)
-    if stored is not None and _unchanged(stored, expected, request.crop_scale is None):
+    # Windows indexed under another evaluation rule (a store of an older build) are redone.
+    indexed = pointer is not None and pointer["eval_keep_valid"] == eval_keep_valid(request.dataset)
+    if stored is not None and indexed and _unchanged(stored, expected, request.crop_scale is None):
         result.status = "unchanged"
         loc.delete(f".staging/{request.group}")  # a plan abandoned before the sources reverted
         result.sequences, result.frames, result.windows = _group_counts(request)
@@ -508,6 +511,7 @@ def finalize_build(plan: BuildPlan, shards: list[ShardResult]) -> BuildResult:
         request.group,
         plan.provenance,
         mode="append" if plan.append else "overwrite",
+        eval_keep_valid=eval_keep_valid(request.dataset),
     )
     for name, person_id in plan.drop:
         writer.drop(name, person_id)

@@ -41,6 +41,7 @@ from storage.maintenance import RefreshPlan, plan_refresh
 from storage.provenance import Provenance
 from storage.reader import content_hashes
 from storage.schema import FEATURE_DTYPES
+from storage.windows import eval_keep_valid
 from storage.writer import StoreWriter, read_pointer
 
 DATASETS: tuple[str, ...] = ("3dpw", "mpii3d", "h36m", "posetrack", "pennaction", "insta")
@@ -336,7 +337,7 @@ def import_db(
         group,
         provenance,
         mode="overwrite" if rebuild else "append",
-        eval_keep_valid=dataset != "mpii3d",
+        eval_keep_valid=eval_keep_valid(dataset),
     )
     for seq in read_db(path, dataset, split):
         key = (seq.name, seq.person_id)

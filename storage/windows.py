@@ -24,6 +24,20 @@ import numpy as np
 
 Seqs = Sequence[tuple[int, int]]
 
+EVAL_MASKS_INVALID: frozenset[str] = frozenset({"mpii3d"})
+"""Datasets whose evaluation keeps frames with `valid == False` and masks the metrics instead
+(MPI-INF-3DHP test: invalid frames stay, with `valid_i`); the others drop them before
+windowing (3DPW: `campose_valid`, as `evaluate.py` does)."""
+
+
+def eval_keep_valid(dataset: str) -> bool:
+    """Whether a dataset's evaluation windows skip rows with `valid == False`.
+
+    The one rule for `StoreWriter(eval_keep_valid=...)`, whether a store is built from the
+    raw release or imported from an official db file, so both evaluate the same frames.
+    """
+    return dataset not in EVAL_MASKS_INVALID
+
 
 def _head_tail(seqlen: int) -> tuple[int, int]:
     return seqlen // 2, int(seqlen / 2 + 0.5) - 1

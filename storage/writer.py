@@ -243,7 +243,9 @@ class StoreWriter:
     source digest, which a refresh updates);
     `mode="overwrite"` starts from an empty table (the old data stays readable until the
     commit swaps the pointer). `eval_keep_valid` says whether evaluation windows skip rows
-    with `valid == False` (3DPW `campose_valid`) or keep them for masking (MPI-INF-3DHP).
+    with `valid == False` (3DPW `campose_valid`) or keep them for masking (MPI-INF-3DHP; see
+    `storage.windows.eval_keep_valid`); None keeps the committed store's choice (True for a
+    new one). Every commit rewrites the window indexes, so a given value applies at once.
     """
 
     def __init__(
@@ -252,7 +254,7 @@ class StoreWriter:
         group: str,
         provenance: Provenance,
         mode: str = "append",
-        eval_keep_valid: bool = True,
+        eval_keep_valid: bool | None = None,
         storage_options: dict[str, Any] | None = None,
     ) -> None:
         if mode not in ("append", "overwrite"):
@@ -260,7 +262,7 @@ class StoreWriter:
         self.location = location(root, storage_options)
         self.group = group.strip("/")
         self.provenance = provenance
-        self.eval_keep_valid = eval_keep_valid
+        self.eval_keep_valid = True if eval_keep_valid is None else eval_keep_valid
         pointer = read_pointer(self.location, self.group)
         self._previous = pointer
         self._table: dict[str, list[Any]] = {column: [] for column in SEQUENCE_COLUMNS}
@@ -273,7 +275,8 @@ class StoreWriter:
                     "write it with mode='overwrite' to rebuild it"
                 )
             self._table = read_table(self.location, self.group, pointer)
-            self.eval_keep_valid = bool(pointer["eval_keep_valid"])
+            if eval_keep_valid is None:
+                self.eval_keep_valid = bool(pointer["eval_keep_valid"])
         self._dropped: set[tuple[str, int]] = set()
         self._segments: list[Segment] = []
         self._writer: SegmentWriter | None = None
