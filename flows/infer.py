@@ -7,6 +7,7 @@ run leaves nothing behind and a re-run replaces the previous result in one step.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -135,6 +136,30 @@ def _check_inputs_outside(out: Path, inputs: dict[str, Path | None]) -> None:
             )
 
 
+def _running(pid: int) -> bool:
+    """Whether a process with this id exists (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Delete the hidden partial/old siblings of `out` that killed runs left behind.
+
+    They hold whole outputs (gigabytes for a long video) under names nobody sees; those of
+    a process still running (a concurrent run, or this one) are left alone.
+    """
+    for path in out.parent.glob(f".{glob.escape(out.name)}.*-*"):
+        kind, _, pid = path.name[len(out.name) + 2 :].partition("-")
+        mine_or_dead = pid.isdigit() and (int(pid) == os.getpid() or not _running(int(pid)))
+        if kind in ("partial", "old") and mine_or_dead:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _publish(temp: Path, out: Path) -> None:
     """Swap the finished temp folder in for `out` (an older result is removed after)."""
     old = out.with_name(f".{out.name}.old-{os.getpid()}")
@@ -198,8 +223,8 @@ def run_inference(
 
     tick = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(out)
     temp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(temp, ignore_errors=True)
     temp.mkdir()
     try:
         overlay = _write_outputs(temp, source, outputs, smpl.faces)

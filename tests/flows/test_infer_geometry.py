@@ -11,7 +11,9 @@ video must draw the wireframe on the person and nowhere else.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,6 +179,13 @@ def test_overlay_draws_on_the_person_only(run: Run) -> None:
         assert marks[~near].sum() == 0, t
 
 
+def _exited_pid() -> int:
+    """The pid of a process that has exited and been reaped: no process has it now."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
 def test_a_rerun_replaces_the_earlier_output_as_a_whole(run: Run, tmp_path: Path) -> None:
     """README: the output folder is replaced as a whole, so nothing of the earlier run stays."""
     folder, checkpoint, tracks, settings = run.inputs
@@ -185,6 +194,11 @@ def test_a_rerun_replaces_the_earlier_output_as_a_whole(run: Run, tmp_path: Path
     (out / "tcmr_other_mp4_output.mp4").write_bytes(b"an earlier run's overlay")
     renamed = tmp_path / "renamed.txt"
     renamed.write_text(tracks.read_text().replace(f",{TRACK_ID},", ",8,"))
+    # What a killed run leaves (its process is gone), and a run still going (a live pid).
+    dead = _exited_pid()
+    for leftover in (f".out.partial-{dead}", f".out.old-{dead}", f".out.partial-{os.getppid()}"):
+        (tmp_path / leftover).mkdir()
+        (tmp_path / leftover / "tcmr_output.pkl").write_bytes(b"half")
     run_inference(
         folder,
         checkpoint,
@@ -198,7 +212,8 @@ def test_a_rerun_replaces_the_earlier_output_as_a_whole(run: Run, tmp_path: Path
     names = ["tcmr_frames_output.mp4", "tcmr_output.npz", "tcmr_output.pkl", "timing.json"]
     assert sorted(p.name for p in out.iterdir()) == names
     assert list(joblib.load(out / "tcmr_output.pkl")) == [8]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "renamed.txt"]
+    live = f".out.partial-{os.getppid()}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live, "out", "renamed.txt"]
 
 
 def test_inputs_inside_the_output_folder_are_refused(run: Run, tmp_path: Path) -> None:
