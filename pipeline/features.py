@@ -156,11 +156,11 @@ def video_of(record: SequenceRecord) -> str | None:
     return paths.pop() if len(paths) == 1 else None
 
 
-def _chunks(record: SequenceRecord) -> list[tuple[int, int]]:
-    """Decode tasks of one record: frame chunks, or one task for a record over several videos
-    (each is read forward by the task's own readers)."""
+def _chunks(record: SequenceRecord, video: str | None) -> list[tuple[int, int]]:
+    """Decode tasks of one record (`video`: its one video): frame chunks, or one task for a
+    record over several videos (each is read forward by the task's own readers)."""
     length = len(record)
-    if video_of(record) is None and any(ref.kind == "video" for ref in record.images):
+    if video is None and any(ref.kind == "video" for ref in record.images):
         return [(0, length)]
     return [(s, min(s + CHUNK_FRAMES, length)) for s in range(0, length, CHUNK_FRAMES)]
 
@@ -219,13 +219,13 @@ def _decode(
     stop: int,
     settings: CropSettings,
     turns: VideoTurns,
-    ticket: int | None,
+    video: str | None,
+    ticket: int,
 ) -> np.ndarray:
-    """One decode task: `sequence_crops`, with its video's shared reader when it has one."""
-    path = video_of(record)
-    if path is None or ticket is None:
+    """One decode task: `sequence_crops`, with the shared reader of its one video if any."""
+    if video is None:
         return sequence_crops(record, start, stop, settings)
-    with turns.turn(path, ticket) as videos:
+    with turns.turn(video, ticket) as videos:
         return sequence_crops(record, start, stop, settings, videos)
 
 
@@ -321,7 +321,7 @@ def run_extraction(
         stages["backbone"] += time.perf_counter() - tick
         settle(result)
 
-    def jobs() -> Iterator[tuple[_Sequence, int, int]]:
+    def jobs() -> Iterator[tuple[_Sequence, int, int, str | None]]:
         for record in records:
             if is_done(record):
                 summary.reused_sequences += 1
@@ -336,8 +336,9 @@ def run_extraction(
                 quarantine.add(record.key, "", "images", "sequence has no frames")
                 continue
             state = _Sequence(record, np.zeros((len(record), FEATURE_DIM), np.float32), len(record))
-            for start, stop in _chunks(record):
-                yield state, start, stop
+            video = video_of(record)
+            for start, stop in _chunks(record, video):
+                yield state, start, stop, video
 
     try:
         with ThreadPoolExecutor(max(1, num_decode_threads)) as pool:
@@ -357,11 +358,10 @@ def run_extraction(
                     if job is None:
                         exhausted = True
                         break
-                    state, start, stop = job
-                    path = video_of(state.record)
-                    ticket = turns.ticket(path) if path is not None else None
+                    state, start, stop, video = job
+                    ticket = turns.ticket(video) if video is not None else 0
                     future = pool.submit(
-                        _decode, state.record, start, stop, settings, turns, ticket
+                        _decode, state.record, start, stop, settings, turns, video, ticket
                     )
                     in_flight.append((state, start, stop, future))
                     in_flight_frames += stop - start
