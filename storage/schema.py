@@ -68,7 +68,9 @@ def check_sequence(
     """The arrays of one sequence cast to the store dtypes, or a StoreError naming key and field.
 
     Non-finite features are refused (a NaN feature would silently poison training); other
-    float arrays must be finite too, with missing values masked by their flags instead.
+    float arrays must be finite too, with missing values masked by their flags instead. A
+    cast that would change a value is refused too: past the float range (stored as inf),
+    fractions into integer fields, and anything but 0/1 into flags.
     """
     arrays = dict(arrays)
     if "has_3d" not in arrays and "joints3d" in arrays:
@@ -82,17 +84,35 @@ def check_sequence(
     out: dict[str, np.ndarray] = {}
     for name, spec in array_specs(feature_dtype).items():
         value = np.asarray(arrays[name])
+        if value.dtype.kind not in "biuf":
+            raise StoreError(f"sequence {key}: field {name} has dtype {value.dtype}, not a number")
         if value.shape != (length, *spec.tail):
             raise StoreError(
                 f"sequence {key}: field {name} has shape {value.shape}, "
                 f"expected {(length, *spec.tail)}"
             )
         if value.dtype.kind == "f" and not np.isfinite(value).all():
-            bad = int(np.flatnonzero(~np.isfinite(value).reshape(length, -1).all(axis=1))[0])
+            bad = _first_frame(~np.isfinite(value))
             raise StoreError(f"sequence {key}: field {name} has NaN or inf (first at frame {bad})")
+        if spec.dtype.kind in "iu" and value.dtype.kind == "f" and (value % 1 != 0).any():
+            bad = _first_frame(value % 1 != 0)
+            raise StoreError(
+                f"sequence {key}: field {name} holds non-integer values (first at frame {bad})"
+            )
+        if spec.dtype.kind == "b" and value.dtype.kind != "b" and not np.isin(value, (0, 1)).all():
+            bad = _first_frame(~np.isin(value, (0, 1)))
+            raise StoreError(
+                f"sequence {key}: field {name} holds values other than 0 and 1 "
+                f"(first at frame {bad})"
+            )
         with np.errstate(over="ignore"):
             cast = value.astype(spec.dtype, copy=False)
-        if name == "features" and not np.isfinite(cast).all():
-            raise StoreError(f"sequence {key}: field features overflows {feature_dtype}")
+        if cast.dtype.kind == "f" and not np.isfinite(cast).all():
+            raise StoreError(f"sequence {key}: field {name} overflows {spec.dtype}")
         out[name] = cast
     return out
+
+
+def _first_frame(bad: np.ndarray) -> int:
+    """The first frame (row) with any True in `bad`."""
+    return int(np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1))[0])
