@@ -68,8 +68,8 @@ class BackboneRunner(Generic[Payload]):
             # Every batch is (n, 3, 224, 224): cuDNN tunes its kernels once per batch size.
             torch.backends.cudnn.benchmark = True
             self.backbone = self.backbone.to(memory_format=torch.channels_last)
-            self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255.0
-            self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255.0
+            self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+            self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
         self._pending: tuple[torch.Tensor, torch.cuda.Event | None, Payload] | None = None
         self.check: tuple[float, float] | None = None
 
@@ -85,10 +85,12 @@ class BackboneRunner(Generic[Payload]):
             pixels = torch.from_numpy(normalize(crops))
             return torch.cat([self.backbone(pixels[i : i + 1]) for i in range(len(pixels))])
         host = torch.from_numpy(crops).pin_memory()
-        pixels = host.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        # The CPU path's float32 operations in its order (ToTensor's /255, then Normalize).
+        pixels = host.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float() / 255.0
         batch = ((pixels - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         if self.dtype is None:
-            return self.backbone(batch)
+            with ieee_fp32():  # "fp32" means it: cuDNN would otherwise convolve in TF32
+                return self.backbone(batch)
         with torch.autocast("cuda", dtype=self.dtype):
             out = self.backbone(batch).float()
         if self.check is None:
