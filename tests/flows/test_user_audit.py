@@ -24,6 +24,7 @@ def tcmr(*args: str, cwd: Path | None = None, **settings: str) -> subprocess.Com
     env = {k: v for k, v in os.environ.items() if not k.startswith("TCMR_")}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     env["COLUMNS"] = "200"  # usage errors in one unwrapped line
+    env["OMP_NUM_THREADS"] = "1"  # on a shared 2-core machine, more threads run slower
     env.update({f"TCMR_{name.upper()}": value for name, value in settings.items()})
     return subprocess.run(
         [*TCMR, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
