@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import fsspec
 import numpy as np
 
 from pipeline.datasets.records import ImageRef, Quarantine, RecordValue, SequenceRecord, Skip
@@ -455,17 +456,26 @@ def plan_build(request: BuildRequest, shard_frames: int = SHARD_ROWS) -> BuildPl
     return plan
 
 
+def _finished_shard(fs: fsspec.AbstractFileSystem, marker: str) -> ShardResult | None:
+    """The result a shard marker records; None when absent or cut short (a killed write)."""
+    try:
+        done = pickle.loads(fs.cat_file(marker))
+    except (FileNotFoundError, pickle.UnpicklingError, EOFError, ValueError, AttributeError):
+        return None
+    return done if isinstance(done, ShardResult) else None
+
+
 def extract_shard(request: BuildRequest, shard: Shard, *, progress: bool = False) -> ShardResult:
     """Extract one shard's staged sequences into a new segment of the request's group."""
     loc = location(request.store)
     fs, base = loc.filesystem()
     marker = f"{posixpath.dirname(shard.files[0])}/shard-{shard.index:06d}.done"
-    if fs.exists(marker):
-        done: ShardResult = pickle.loads(fs.cat_file(marker))
-        if done.segment is None or fs.exists(
-            f"{base}/{request.group}/segments/{done.segment.segment_id}"
-        ):
-            return done
+    done = _finished_shard(fs, marker)
+    if done is not None and (
+        done.segment is None
+        or fs.exists(f"{base}/{request.group}/segments/{done.segment.segment_id}")
+    ):
+        return done
     records = [load_staged(fs.cat_file(path), path) for path in shard.files]
     writer = SegmentWriter(loc, request.group)
     summary = extract_to_segment(

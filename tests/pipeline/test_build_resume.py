@@ -1,0 +1,38 @@
+"""A build killed between its steps resumes from what it finished, whatever it left behind."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+from tfrecord_files import jpeg, write_tracks
+
+from pipeline.build import BuildRequest, extract_shard, finalize_build, plan_build
+from storage.reader import open_store
+
+FILE = "insta_variety_00_copy00_hmr_noS5.ckpt-642561.tfrecord"
+
+
+def test_a_shard_marker_cut_short_by_a_kill_is_extracted_again(
+    tmp_path: Path, checkpoint: Path
+) -> None:
+    rng = np.random.default_rng(0)
+    write_tracks(tmp_path / "insta" / "train" / FILE, [[jpeg(rng), jpeg(rng)]], seed=0)
+    request = BuildRequest("insta", "train", tmp_path / "insta", str(tmp_path / "s"), checkpoint)
+    plan = plan_build(request)
+    (shard,) = plan.shards
+    first = extract_shard(request, shard)
+    marker = Path(shard.files[0]).parent / f"shard-{shard.index:06d}.done"
+    assert pickle.loads(marker.read_bytes()).segment.segment_id == first.segment.segment_id
+    marker.write_bytes(marker.read_bytes()[:40])  # killed while writing it
+
+    again = extract_shard(request, shard)
+    result = finalize_build(plan, [again])
+
+    assert again.sequences == 1
+    assert again.segment.segment_id != first.segment.segment_id
+    assert result.sequences == 1 and result.frames == 2
+    store = open_store(request.store, request.group)
+    assert store.segments == [again.segment.segment_id]
+    assert store.read("features", 0, 2).any()
