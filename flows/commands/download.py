@@ -32,7 +32,14 @@ def register(app: typer.Typer) -> None:
         found = resolve_sources(dataset, load_urls(sources).get(dataset))
         if not found:
             raise FormatError(f"{sources}: no links for dataset {dataset!r}; fill in its table")
-        files = fetch_sources(found, root, progress=not quiet)
+        created = not root.exists()
+        try:
+            files = fetch_sources(found, root, progress=not quiet)
+        except BaseException:
+            # Kept partial downloads resume on the next run; an empty new root is litter.
+            if created and root.is_dir() and not any(root.iterdir()):
+                root.rmdir()
+            raise
         typer.echo(f"{dataset}: {len(found)} sources verified, {len(files)} files under {root}")
 
     @app.command("download-template")

@@ -236,3 +236,21 @@ def test_import_db_names_the_option_of_a_misspelt_value(
     assert done.returncode == 2
     assert f"Invalid value for '{option}': '{value}' is not one of {known}" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_download_leaves_no_empty_dataset_root(tmp_path: Path) -> None:
+    """A wrong sha256 discards the transfer; the root the command created went with it."""
+    archive = tmp_path / "Penn_Action.tar.gz"
+    archive.write_bytes(b"not the release")
+    (tmp_path / "sources.toml").write_text(
+        f'[pennaction]\n"Penn_Action.tar.gz" = {{ url = "{archive.as_uri()}", sha256 = "{"0" * 64}" }}\n'
+    )
+    done = tcmr("download", "pennaction", "pennaction", "--quiet", cwd=tmp_path)
+
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: {archive.as_uri()}: sha256 mismatch: expected {'0' * 64}")
+    )
+    assert not (tmp_path / "pennaction").exists()
