@@ -141,21 +141,26 @@ def read_tracks(path: Path, frame_count: int) -> list[Track]:
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"track file {path} not found")
-    rows = _json_rows(path) if path.suffix.lower() == ".json" else _mot_rows(path)
+    # Messages give frames as the file numbers them: a MOT frame 0 is a 0-based file's mistake.
+    if path.suffix.lower() == ".json":
+        rows, first, kind = _json_rows(path), 0, "JSON"
+    else:
+        rows, first, kind = _mot_rows(path), 1, "MOT CSV"
     if not rows:
         raise FormatError(f"{path}: no boxes in the track file")
     per_track: dict[int, dict[int, list[float]]] = {}
     for frame, track_id, box, where in rows:
         if not 0 <= frame < frame_count:
             raise FormatError(
-                f"{where} field 'frame': frame {frame} (0-based) does not exist; "
-                f"the video has {frame_count} frames"
+                f"{where} field 'frame': frame {frame + first} does not exist; the video has "
+                f"{frame_count} frames, numbered {first} to {frame_count - 1 + first} in a "
+                f"{kind} track file"
             )
         if box[2] <= 0 or box[3] <= 0:
             raise FormatError(f"{where} field 'w'/'h': box size must be positive, got {box}")
         frames = per_track.setdefault(track_id, {})
         if frame in frames:
-            raise FormatError(f"{where}: track {track_id} has two boxes on frame {frame}")
+            raise FormatError(f"{where}: track {track_id} has two boxes on frame {frame + first}")
         frames[frame] = box
     tracks = []
     for track_id in sorted(per_track):

@@ -57,12 +57,16 @@ def test_json_matches_the_csv(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("1,4,10,20,30,60\n5,4,10,20,30,60\n", r"line 2 field 'frame': frame 4 .* has 3 frames"),
-        ("0,4,10,20,30,60\n", r"line 1 field 'frame': frame -1"),
+        (
+            "1,4,10,20,30,60\n5,4,10,20,30,60\n",
+            r"line 2 field 'frame': frame 5 does not exist; the video has 3 frames, "
+            r"numbered 1 to 3 in a MOT CSV",
+        ),
+        ("0,4,10,20,30,60\n", r"line 1 field 'frame': frame 0 does not exist.* numbered 1 to 3"),
         ("1,4,ten,20,30,60\n", r"line 1 field 'x': 'ten' is not a number"),
         ("1,4,10,20,0,60\n", r"line 1 field 'w'/'h'"),
         ("1,4,10,20,30\n", r"line 1: expected frame,id,x,y,w,h"),
-        ("1,4,10,20,30,60\n1,4,11,20,30,60\n", r"line 2: track 4 has two boxes on frame 0"),
+        ("1,4,10,20,30,60\n1,4,11,20,30,60\n", r"line 2: track 4 has two boxes on frame 1\b"),
         ("# only a comment\n", r"no boxes"),
     ],
 )
@@ -75,6 +79,9 @@ def test_bad_csv_names_file_line_and_field(tmp_path: Path, text: str, message: s
 
 def test_bad_json_and_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "tracks.json"
+    path.write_text(json.dumps([{"frame": 3, "people": [{"id": 1, "bbox": [1, 2, 3, 4]}]}]))
+    with pytest.raises(FormatError, match=r"entry 0 field 'frame': frame 3 .* numbered 0 to 2"):
+        read_tracks(path, frame_count=3)
     path.write_text(json.dumps([{"frame": 0, "people": [{"id": 1, "bbox": [1, 2, 3]}]}]))
     with pytest.raises(FormatError, match=r"entry 0 field 'bbox'"):
         read_tracks(path, frame_count=3)
