@@ -425,11 +425,14 @@ def evaluate(
     smpl = SMPL.from_settings("neutral", settings).to(device)
     model = load_model(Path(checkpoint), smpl).to(device)
     store: Store = open_store(store_root, group)
+    names = sequence_names(store)
+    if plot_sequence is not None and plot_sequence not in names:
+        known = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise TcmrError(f"--plot-sequence {plot_sequence!r} is not a sequence of {group} ({known})")
     data = EvalDataset(store, protocol)
     started = time.perf_counter()
     frames = predict_frames(model, data, rule, batch_size, device, num_workers, progress=progress)
     seconds = time.perf_counter() - started
-    names = sequence_names(store)
     raw = score(frames, rule, protocol, names)
     result = raw
     if filter_name != "none":

@@ -119,11 +119,17 @@ def test_evaluate_shows_a_progress_bar(
     base = penn_sample(tmp_path_factory) / "base_data"
     tiny_checkpoint(tmp_path / "tiny.pt", base)
     write_tiny_stores(tmp_path / "stores")
-    done = tcmr(
-        "evaluate", "--checkpoint", "tiny.pt", "--store", "stores", "--batch-size", "8",
-        "--out", "eval", cwd=tmp_path, base_data=str(base),
-    )  # fmt: skip
+    args = ["evaluate", "--checkpoint", "tiny.pt", "--store", "stores", "--batch-size", "8"]
+    typo = tcmr(
+        *args, "--plot-sequence", "seq_0", "--out", "typo", cwd=tmp_path, base_data=str(base)
+    )
+    done = tcmr(*args, "--out", "eval", cwd=tmp_path, base_data=str(base))
 
+    assert typo.returncode == 2
+    assert typo.stderr.strip().splitlines() == [
+        "error: --plot-sequence 'seq_0' is not a sequence of 3dpw/test/base (seq0, seq1)"
+    ]
+    assert "evaluate:" not in typo.stderr  # refused before any window was evaluated
     assert done.returncode == 0, done.stderr
     assert "evaluate: 100%" in done.stderr
     assert "37/37 [" in done.stderr  # the 17 + 20 frames of 3dpw/test/base, one window each
