@@ -4,8 +4,8 @@ Three steps the `build-features` / `refresh` flows run as tasks and `build_datas
 `tcmr build-features` / `tcmr refresh` commands) runs in-process:
 
 1. `plan_build`: a cheap digest of the source files (paths, sizes, mtimes) is compared with
-   the one the store recorded; when it and every feature-affecting input (checkpoint, crop
-   scale, occluders, seed, code version) match, nothing is parsed. Otherwise the dataset is
+   the one the store recorded; when it and every value-affecting input (checkpoint, crop
+   scale, occluders, seed, label body model, code version) match, nothing is parsed. Otherwise the dataset is
    parsed, new or changed sequences (per-sequence content hash) are staged one file each next
    to the store, and grouped into shards of about `SHARD_ROWS` frames.
 2. `extract_shard`: one shard's staged sequences through the backbone into its own segment.
@@ -40,12 +40,12 @@ from pipeline.features import CropSettings, extract_to_segment
 from pipeline.occlusion import OccluderBank, load_voc_occluders, procedural_occluders
 from storage.backend import is_url, location
 from storage.errors import FormatError, MissingFileError, StoreError, TcmrError
-from storage.hashing import file_sha256
+from storage.hashing import file_sha256, hash_files
 from storage.maintenance import plan_refresh
 from storage.provenance import Provenance
 from storage.reader import content_hashes, open_store
 from storage.schema import SHARD_ROWS
-from storage.settings import BASE_DATA_ORIGINS
+from storage.settings import BASE_DATA_ORIGINS, get_settings
 from storage.windows import eval_keep_valid
 from storage.writer import Segment, SegmentWriter, StoreWriter, read_pointer
 
@@ -149,6 +149,32 @@ def source_digest(root: Path, dataset: str, split: str) -> str:
                 f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
             )
     return digest.hexdigest()
+
+
+LABEL_MODEL_FILES: dict[str, tuple[str, ...]] = {
+    "3dpw": ("SMPL_NEUTRAL.pkl", "J_regressor_extra.npy", "J_regressor_h36m.npy"),
+}
+"""Base-data files a dataset's reader computes stored labels from (3DPW poses SMPL)."""
+
+
+def label_model_digest(request: BuildRequest) -> str:
+    """sha256 of the request's `LABEL_MODEL_FILES` ("" for a dataset without any).
+
+    They lie outside the dataset root, so neither the source digest nor the per-sequence
+    content hashes see them change; the provenance does. A missing file is skipped here:
+    the reader reports it when it needs it.
+    """
+    names = LABEL_MODEL_FILES.get(request.dataset, ())
+    if not names:
+        return ""
+    settings = get_settings(base_data=request.base_data)
+    paths = []
+    for name in names:
+        try:
+            paths.append(settings.base_data_file(name))
+        except MissingFileError:
+            continue
+    return hash_files(paths, extra="\0".join(path.name for path in paths).encode())
 
 
 def code_version() -> str:
@@ -383,6 +409,7 @@ def plan_build(request: BuildRequest, shard_frames: int = SHARD_ROWS) -> BuildPl
         crop_scale=float(request.crop_scale or 0.0),
         occlusion_bank_hash=bank.content_hash if bank is not None else "",
         occlusion_seed=request.occlusion_seed if bank is not None else None,
+        label_model_sha256=label_model_digest(request),
         code_version=code_version(),
         source_manifest_digest=digest,
     )

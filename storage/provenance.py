@@ -31,6 +31,9 @@ class Provenance:
     code_version: str = ""
     source_manifest_digest: str = ""
     """Digest over the source files' content hashes (or of the imported db file)."""
+    label_model_sha256: str = ""
+    """sha256 of the body-model files the labels were computed from (3DPW's joints: the neutral
+    SMPL and the joint regressors); "" when the labels come from the source files alone."""
     feature_dtype: str = "float16"
     """dtype of the stored `features` (`storage.schema.FEATURE_DTYPES`); stores written before
     the choice existed are float16, which this default reads them as."""
