@@ -162,7 +162,6 @@ def predict_frames(
 
     smpl = model.smpl
     total = len(dataset) if limit is None else min(limit, len(dataset))
-    bar = tqdm(total=total, desc="evaluate", unit="window", disable=not progress)
     loader = DataLoader(
         EvalBatches(dataset, batch_size, limit),
         batch_size=None,
@@ -176,7 +175,9 @@ def predict_frames(
         parts.setdefault(name, []).append(value)
 
     model.eval()
-    with torch.inference_mode():
+    # The bar closes before an error propagates, so the error is a line of its own.
+    bar = tqdm(total=total, desc="evaluate", unit="window", disable=not progress)
+    with torch.inference_mode(), bar:
         for batch in loader:
             frames = batch["frames"].to(device, non_blocking=True).float()
             features = frames[batch["window_rows"].to(device, non_blocking=True)]
@@ -193,7 +194,6 @@ def predict_frames(
             if rule.has_mpvpe:
                 keep("mpvpe", _vertex_errors(out["verts"], _gt_vertices(smpl, gt_theta)))
             bar.update(len(features))
-    bar.close()
     arrays = {name: torch.cat(values).cpu().numpy() for name, values in parts.items()}
     return FramePredictions(**arrays)
 

@@ -244,35 +244,35 @@ def extract_video_features(
     batcher = _Batcher(BackboneRunner(backbone, torch.device(device), autocast=True), batch_size)
     pending: dict[int, _Pending] = {}
     frames = source.frames()
-    bar = tqdm(total=source.frame_count, desc="frames", unit="frame", disable=not progress)
-    while True:
-        tick = time.perf_counter()
-        item = next(frames, None)
-        seconds["decode"] += time.perf_counter() - tick
-        if item is None:
-            break
-        bar.update(1)
-        index, image = item
-        tick = time.perf_counter()
-        if tracker is not None:
-            assert detector is not None
-            people = tracker.update(index, detector.detect(image))
-            _forget_ended(pending, tracker.live_ids(), min_track_len)
-        else:
-            people = lookup.get(index, [])
-        seconds["detect/track"] += time.perf_counter() - tick
-        for track_id, box in people:
+    # The bar closes before an error propagates, so the error is a line of its own.
+    with tqdm(total=source.frame_count, desc="frames", unit="frame", disable=not progress) as bar:
+        while True:
             tick = time.perf_counter()
-            scaled = np.array([box[0], box[1], box[2] * BBOX_SCALE, box[3] * BBOX_SCALE])
-            track = pending.setdefault(track_id, _Pending())
-            track.frame_ids.append(index)
-            track.boxes.append(scaled)
-            track.crops.append(crop_image(image, box, BBOX_SCALE))
-            seconds["crop"] += time.perf_counter() - tick
-            if len(track.frame_ids) >= min_track_len:
-                batcher.add(track)
-    batcher.flush()
-    bar.close()
+            item = next(frames, None)
+            seconds["decode"] += time.perf_counter() - tick
+            if item is None:
+                break
+            bar.update(1)
+            index, image = item
+            tick = time.perf_counter()
+            if tracker is not None:
+                assert detector is not None
+                people = tracker.update(index, detector.detect(image))
+                _forget_ended(pending, tracker.live_ids(), min_track_len)
+            else:
+                people = lookup.get(index, [])
+            seconds["detect/track"] += time.perf_counter() - tick
+            for track_id, box in people:
+                tick = time.perf_counter()
+                scaled = np.array([box[0], box[1], box[2] * BBOX_SCALE, box[3] * BBOX_SCALE])
+                track = pending.setdefault(track_id, _Pending())
+                track.frame_ids.append(index)
+                track.boxes.append(scaled)
+                track.crops.append(crop_image(image, box, BBOX_SCALE))
+                seconds["crop"] += time.perf_counter() - tick
+                if len(track.frame_ids) >= min_track_len:
+                    batcher.add(track)
+        batcher.flush()
     seconds["features"] = batcher.seconds
     kept = [
         TrackFeatures(

@@ -260,3 +260,23 @@ def test_a_failed_download_leaves_no_empty_dataset_root(tmp_path: Path) -> None:
         .startswith(f"error: {archive.as_uri()}: sha256 mismatch: expected {'0' * 64}")
     )
     assert not (tmp_path / "pennaction").exists()
+
+
+def test_an_error_during_evaluation_is_a_line_of_its_own(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """A truncated shard: the bar ends before the error, not around it."""
+    base = penn_sample(tmp_path_factory) / "base_data"
+    tiny_checkpoint(tmp_path / "tiny.pt", base)
+    write_tiny_stores(tmp_path / "stores")
+    (shard,) = (tmp_path / "stores" / "3dpw" / "test" / "base").glob("segments/*/features/c/0/0")
+    shard.write_bytes(shard.read_bytes()[:100])
+    done = tcmr(
+        "evaluate", "--checkpoint", "tiny.pt", "--store", "stores", "--out", "eval",
+        cwd=tmp_path, base_data=str(base),
+    )  # fmt: skip
+
+    last = done.stderr.rstrip("\n").split("\n")[-1]
+    assert done.returncode == 2
+    assert last.startswith(f"error: shard {shard.relative_to(tmp_path)}: ")
+    assert not (tmp_path / "eval").exists()
