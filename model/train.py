@@ -376,6 +376,7 @@ def train(
         }
         return save_checkpoint(path, model, model_config, provenance, extra)
 
+    bar = tqdm(disable=True)  # each epoch's bar, closed before an error propagates
     try:
         while epoch < config.epochs:
             batches.set_epoch(epoch)
@@ -435,6 +436,7 @@ def train(
             if max_steps is not None and step >= max_steps:
                 break
     finally:
+        bar.close()
         metrics_log.close()
     return TrainResult(
         out_dir=out_dir,

@@ -88,6 +88,14 @@ def test_train_refused_inputs_leave_no_run_folder(
     assert no_resume.stderr.strip().splitlines() == ["error: checkpoint runs/a/last.pt not found"]
     assert not (tmp_path / "runs").exists()
 
+    # A shard truncated under a training run: the epoch's bar ends before the error line.
+    group = tmp_path / "stores" / "3dpw" / "train" / "base"
+    (shard,) = group.glob("segments/*/features/c/0/0")
+    shard.write_bytes(shard.read_bytes()[:100])
+    broken = tcmr("train", "--config", str(config), "--out", "runs/c", cwd=tmp_path, base_data=base)
+    assert broken.returncode == 2
+    assert broken.stderr.rstrip("\n").split("\n")[-1].startswith(f"error: shard {shard}: ")
+
 
 def test_train_takes_store_like_every_command(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
