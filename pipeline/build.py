@@ -15,7 +15,9 @@ Three steps the `build-features` / `refresh` flows run as tasks and `build_datas
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import importlib
 import importlib.metadata
@@ -570,6 +572,37 @@ def finalize_build(plan: BuildPlan, shards: list[ShardResult]) -> BuildResult:
     return result
 
 
+@contextlib.contextmanager
+def build_lock(request: BuildRequest) -> Iterator[None]:
+    """Refuse a second build of the same group on a local store while one runs.
+
+    Two builds of one group would stage into the same folder and each delete what the other
+    still reads. The lock is an `flock` on `<store>/.staging/<group>.lock`, which the kernel
+    releases when its process ends, killed or not. Object stores have no such lock: there two
+    builds redo each other's work, and only their commits are checked against each other.
+    """
+    loc = location(request.store)
+    if is_url(loc.root):
+        yield
+        return
+    path = Path(loc.root.removeprefix("file://")) / ".staging" / f"{request.group}.lock"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as error:
+        raise StoreError(
+            f"{loc.root}: the store root is not a folder ({error}) (field `store`)"
+        ) from error
+    with open(path, "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            raise StoreError(
+                f"{loc.root}/{request.group}: another build of this group is running on "
+                f"this store (it holds {path}); wait for it to finish, or stop it and run again"
+            ) from error
+        yield
+
+
 def build_dataset(
     request: BuildRequest,
     *,
@@ -581,11 +614,13 @@ def build_dataset(
 
     Raises TcmrError before anything is committed, so a failed build leaves the store's
     previous version in place; a rerun adopts the shards the failed or killed run finished.
+    A second build of the group on the same local store meanwhile is refused (`build_lock`).
     """
-    plan = plan_build(request, shard_frames)
-    if max_workers > 1 and len(plan.shards) > 1:
-        with ThreadPoolExecutor(max_workers) as pool:
-            shards = list(pool.map(lambda s: extract_shard(request, s), plan.shards))
-    else:
-        shards = [extract_shard(request, s, progress=progress) for s in plan.shards]
-    return finalize_build(plan, shards)
+    with build_lock(request):
+        plan = plan_build(request, shard_frames)
+        if max_workers > 1 and len(plan.shards) > 1:
+            with ThreadPoolExecutor(max_workers) as pool:
+                shards = list(pool.map(lambda s: extract_shard(request, s), plan.shards))
+        else:
+            shards = [extract_shard(request, s, progress=progress) for s in plan.shards]
+        return finalize_build(plan, shards)

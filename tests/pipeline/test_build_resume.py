@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from tfrecord_files import jpeg, write_tracks
 
-from pipeline.build import BuildRequest, extract_shard, finalize_build, plan_build
+from pipeline.build import BuildRequest, build_dataset, extract_shard, finalize_build, plan_build
+from storage.errors import StoreError
 from storage.reader import open_store
 
 FILE = "insta_variety_00_copy00_hmr_noS5.ckpt-642561.tfrecord"
@@ -36,3 +41,38 @@ def test_a_shard_marker_cut_short_by_a_kill_is_extracted_again(
     store = open_store(request.store, request.group)
     assert store.segments == [again.segment.segment_id]
     assert store.read("features", 0, 2).any()
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from pipeline.build import BuildRequest, build_lock
+request = BuildRequest("insta", "train", Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]))
+with build_lock(request):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_build_of_a_group_is_refused_while_one_runs(
+    tmp_path: Path, checkpoint: Path
+) -> None:
+    rng = np.random.default_rng(0)
+    write_tracks(tmp_path / "insta" / "train" / FILE, [[jpeg(rng), jpeg(rng)]], seed=0)
+    request = BuildRequest("insta", "train", tmp_path / "insta", str(tmp_path / "s"), checkpoint)
+    running = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(request.root), request.store, str(checkpoint)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    try:
+        assert running.stdout is not None and running.stdout.readline() == "locked\n"
+        with pytest.raises(StoreError, match=r"insta/train/clean: another build of this group"):
+            build_dataset(request)
+        assert not (tmp_path / "s" / "insta" / "train" / "clean").exists()  # nothing staged
+    finally:
+        running.kill()
+        running.wait()
+
+    assert build_dataset(request).sequences == 1  # the lock went with its process
