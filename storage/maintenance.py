@@ -52,8 +52,8 @@ def collect_garbage(root: str | Location, group: str, spare_staged: bool = False
     Run it when no writer is active on the group: an uncommitted segment of a running
     writer looks exactly like the leftovers of a killed one (that writer's commit is then
     refused, not published without its rows). With `spare_staged`, unreferenced segments
-    are kept while the group has a staged build (`<root>/.staging/<group>`): one running,
-    or killed and about to resume, adopts them at its commit.
+    are kept while the group has a staged build (files under `<root>/.staging/<group>`): one
+    running, or killed and about to resume, adopts them at its commit.
     """
     loc = location(root)
     group = group.strip("/")
@@ -63,7 +63,8 @@ def collect_garbage(root: str | Location, group: str, spare_staged: bool = False
             return []
         fs, base = loc.filesystem()
         live = {"segments": set(pointer["segments"]), "index": {pointer["index"].split("/")[1]}}
-        if spare_staged and fs.exists(f"{base}/{STAGING}/{group}"):
+        staged = f"{base}/{STAGING}/{group}"
+        if spare_staged and fs.exists(staged) and fs.ls(staged, detail=False):
             live.pop("segments")
         removed = []
         for folder, keep in live.items():

@@ -154,3 +154,16 @@ def test_a_commit_adopting_a_deleted_segment_is_refused(tmp_path: Path) -> None:
     store = open_store(str(tmp_path), GROUP)
     assert store.pointer["commit"] == 2
     assert [s.name for s in store.sequences] == ["S1_walk", "S5_walk"]
+
+
+def test_compaction_after_finished_builds_removes_a_killed_writers_segment(
+    tmp_path: Path,
+) -> None:
+    """A build that committed leaves `.staging/<group>` empty: no build is pending any more."""
+    _two_versions(tmp_path)
+    (tmp_path / ".staging" / GROUP).mkdir(parents=True)
+    orphan = _finished_shard(tmp_path)  # a writer killed before its commit
+
+    compact(str(tmp_path), GROUP)
+
+    assert not (tmp_path / GROUP / "segments" / orphan.segment_id).exists()
