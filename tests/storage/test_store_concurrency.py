@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from store_samples import make_sequence
 
+from storage.backend import Location
 from storage.errors import StoreError
 from storage.maintenance import collect_garbage, compact
 from storage.provenance import Provenance
@@ -167,3 +168,21 @@ def test_compaction_after_finished_builds_removes_a_killed_writers_segment(
     compact(str(tmp_path), GROUP)
 
     assert not (tmp_path / GROUP / "segments" / orphan.segment_id).exists()
+
+
+def test_a_reader_of_a_compacted_version_on_s3_fails_instead_of_reading_zeros(
+    s3_options: dict,
+) -> None:
+    root = Location("s3://tcmr-stores/compacted-under-a-reader", s3_options)
+    provenance = Provenance(code_version="test")
+    for name, seed in (("S1_walk", 1), ("S5_walk", 5)):
+        writer = StoreWriter(root, GROUP, provenance)
+        writer.add(name, 0, 25.0, f"hash-{name}", make_sequence(300, seed=seed))
+        writer.commit()
+    reader = open_store(root, GROUP, cache_bytes=1)
+    assert reader.span("features", 0, 16)[0, 0] == 1.0
+
+    compact(root, GROUP)
+
+    with pytest.raises(StoreError, match=r"segment \S+ of commit 2 was removed"):
+        reader.span("features", 200, 16)
