@@ -340,7 +340,6 @@ class StoreWriter:
                 f"store {self.where}: nothing to commit ({left}); a version needs at least one "
                 "sequence"
             )
-        old_valid = self._old_valid(keep)
         for segment in segments:
             for seq in segment.sequences:
                 for column, value in (
@@ -353,14 +352,15 @@ class StoreWriter:
                     ("segment_row", seq.segment_row),
                 ):
                     table[column].append(value)
-        valid = np.concatenate(
-            [*old_valid, *[seq.valid for seq in new]] or [np.zeros(0, dtype=bool)]
-        )
         with commit_lock(self.location, self.group):
             current = read_pointer(self.location, self.group)
             if _version(current) != _version(self._previous):
                 raise StoreError(self._outdated(current))
             self._check_present([segment for segment in segments if segment.sequences])
+            # Read only now: the kept rows' segments stay while this commit holds the lock.
+            valid = np.concatenate(
+                [*self._old_valid(keep), *[seq.valid for seq in new]] or [np.zeros(0, dtype=bool)]
+            )
             index_id = self._write_index(table, valid)
             pointer = {
                 "schema_version": SCHEMA_VERSION,

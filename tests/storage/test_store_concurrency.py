@@ -186,3 +186,16 @@ def test_a_reader_of_a_compacted_version_on_s3_fails_instead_of_reading_zeros(
 
     with pytest.raises(StoreError, match=r"segment \S+ of commit 2 was removed"):
         reader.span("features", 200, 16)
+
+
+def test_a_refresh_opened_before_a_compaction_is_refused_clearly(tmp_path: Path) -> None:
+    """The compaction deletes the segments the refresh's table points at (its `valid` rows)."""
+    _two_versions(tmp_path)
+    refresh = StoreWriter(str(tmp_path), GROUP, Provenance(code_version="test"))
+    refresh.add("S9_sit", 0, 25.0, "hash-S9_sit", make_sequence(18, seed=9))
+
+    compact(str(tmp_path), GROUP)
+
+    with pytest.raises(StoreError, match=r"another writer committed version 3"):
+        refresh.commit()
+    assert [s.name for s in open_store(str(tmp_path), GROUP).sequences] == ["S1_walk", "S5_walk"]
