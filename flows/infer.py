@@ -20,6 +20,7 @@ import joblib
 import numpy as np
 
 from model.infer import TrackInput, predict_tracks, project_to_image
+from pipeline.frame_rate import DEMO_FPS
 from pipeline.overlay import PersonDrawing, write_overlay
 from pipeline.tracking import MIN_TRACK_LEN, read_tracks
 from pipeline.video_features import FrameSource, extract_video_features
@@ -42,18 +43,31 @@ class InferenceReport:
     out_dir: Path
     overlay: Path
     frames: int
+    """Frames of the video (all are decoded)."""
     track_ids: list[int]
     device: str
+    kept_frames: int
+    """Frames tracked and run through TCMR: fewer than `frames` when the video was thinned."""
+    source_fps: float | None
+    """The video's rate; None for an image folder (no timestamps)."""
+    rate: float
+    """Frames per second of the kept frames (and of the overlay)."""
     seconds: dict[str, float] = field(default_factory=dict)
 
     def fps(self, stage: str) -> float:
-        """Video frames per second of one stage (or "total" for end to end)."""
+        """Video frames per second of one stage (or "total" for end to end): how fast the
+        user's video went through, whether or not every frame was kept."""
         seconds = self.seconds.get(stage, 0.0)
         return self.frames / seconds if seconds > 0 else float("inf")
 
     def render(self) -> str:
+        if self.kept_frames < self.frames:
+            video = f"{self.frames} frames at {self.source_fps:.2f} fps"
+            frames = f"{video}, {self.kept_frames} kept at {self.rate:.2f} fps"
+        else:
+            frames = f"{self.frames} frames"
         lines = [
-            f"{self.frames} frames, {len(self.track_ids)} tracks {self.track_ids} on {self.device}",
+            f"{frames}, {len(self.track_ids)} tracks {self.track_ids} on {self.device}",
             *(
                 f"  {stage:<13} {self.seconds.get(stage, 0.0):8.2f} s {self.fps(stage):9.1f} fps"
                 for stage in (*STAGES, "total")
@@ -106,7 +120,7 @@ def _write_outputs(folder: Path, source: FrameSource, outputs: Outputs, faces: n
         np.savez(handle, **npz_arrays(outputs))
     overlay = folder / f"tcmr_{source.name}_output.mp4"
     people_at = _people_lookup(outputs, source.width, source.height)
-    write_overlay(overlay, source.frames(), people_at, faces, source.fps)
+    write_overlay(overlay, source.frames(), people_at, faces, source.rate)
     return overlay
 
 
@@ -180,10 +194,13 @@ def run_inference(
     batch_size: int = 64,
     settings: Settings | None = None,
     progress: bool = False,
+    fps: float = DEMO_FPS,
 ) -> InferenceReport:
     """Run TCMR on a video or image folder and write the demo's outputs into `out`.
 
-    `progress` shows a bar of the video frames read, cropped and run through the backbone.
+    A video faster than `fps` is thinned to the frames nearest to a 1/fps grid, as the demo
+    resamples to 29.97 fps (0: every frame); frame numbers stay the video's own. `progress`
+    shows a bar of the video frames read, cropped and run through the backbone.
     """
     import torch
 
@@ -195,6 +212,8 @@ def run_inference(
         raise TcmrError(f"--min-track-len must be at least {SEQLEN} (one TCMR window)")
     if batch_size < 1:
         raise TcmrError(f"--batch-size must be positive, got {batch_size}")
+    if not fps >= 0:
+        raise TcmrError(f"--fps must be 0 (every frame) or a positive rate, got {fps}")
     out = Path(out).absolute()
     _check_out(out)
     _check_inputs_outside(
@@ -202,7 +221,7 @@ def run_inference(
     )
     settings = settings or get_settings()
     device = device or settings.torch_device()
-    source = FrameSource(video)
+    source = FrameSource(video, max_fps=fps)
     tracks = read_tracks(tracks_file, source.frame_count) if tracks_file else None
     tick = time.perf_counter()
     smpl = SMPL.from_settings(settings=settings)
@@ -232,9 +251,24 @@ def run_inference(
         seconds["total"] = time.perf_counter() - start
         seconds["load"] = load_seconds
         report = InferenceReport(
-            out, out / overlay.name, source.frame_count, sorted(outputs), device, seconds
+            out,
+            out / overlay.name,
+            source.frame_count,
+            sorted(outputs),
+            device,
+            features.kept_frames,
+            None if source.images else source.fps,
+            source.rate,
+            seconds,
         )
-        timing = {"frames": report.frames, "device": device, "seconds": seconds}
+        timing = {
+            "frames": report.frames,
+            "source_fps": report.source_fps,
+            "kept_frames": report.kept_frames,
+            "kept_fps": report.rate,
+            "device": device,
+            "seconds": seconds,
+        }
         # A stage too quick to time has no finite rate; JSON gets null rather than Infinity.
         rates = {stage: report.fps(stage) for stage in (*STAGES, "total")}
         timing["fps"] = {k: v if np.isfinite(v) else None for k, v in rates.items()}

@@ -21,6 +21,7 @@ import torch
 
 from pipeline.crop import crop_image, decode_image_file
 from pipeline.datasets.video import probe_video
+from pipeline.frame_rate import NearestFrames, thinned_rate
 from pipeline.runner import BackboneRunner
 from pipeline.tracking import (
     BBOX_SCALE,
@@ -45,10 +46,17 @@ def frame_order(path: Path) -> list[str | int]:
 
 
 class FrameSource:
-    """A video file or a folder of images, read as RGB frames in order."""
+    """A video file or a folder of images, read as RGB frames in order.
 
-    def __init__(self, path: Path) -> None:
+    A video faster than `max_fps` yields only the frames nearest to a 1/max_fps grid (see
+    `pipeline.frame_rate`), numbered as in the whole video; 0 yields every frame. An image
+    folder has no timestamps and always yields every image.
+    """
+
+    def __init__(self, path: Path, max_fps: float = 0.0) -> None:
         self.path = Path(path)
+        self.thinned_to: float | None = None
+        """The rate frames are kept at when the video is thinned, else None."""
         self.images: list[Path] = []
         if self.path.is_dir():
             # Hidden files are no frames (macOS copies leave a '._name' beside each file).
@@ -72,8 +80,14 @@ class FrameSource:
             info = probe_video(self.path)
             self.frame_count, self.width, self.height = info.frames, info.width, info.height
             self.fps = info.fps if info.fps > 0 else FOLDER_FPS
+            self.thinned_to = thinned_rate(info.fps, max_fps)
         else:
             raise MissingFileError(f"{self.path}: video file or image folder not found")
+
+    @property
+    def rate(self) -> float:
+        """Frames per second of the frames `frames()` yields (the overlay's rate)."""
+        return self.thinned_to or self.fps
 
     @property
     def name(self) -> str:
@@ -91,16 +105,25 @@ class FrameSource:
         return frame
 
     def frames(self) -> Iterator[tuple[int, np.ndarray]]:
-        """(index, RGB uint8 frame) for every frame; a frame that will not decode is an error."""
+        """(index, RGB uint8 frame) for every kept frame; one that will not decode is an error.
+
+        Every frame is decoded in order, but a dropped one is only grabbed (not converted).
+        """
         if self.images:
             for index, image in enumerate(self.images):
                 yield index, self._image(image)
             return
+        chooser = None if self.thinned_to is None else NearestFrames(self.thinned_to, self.fps)
         capture = cv2.VideoCapture(str(self.path))
         try:
             for index in range(self.frame_count):
-                ok, frame = capture.read()
-                if not ok or frame is None:
+                ok = capture.grab()
+                # OpenCV gives the grabbed frame's own timestamp (0 where it has none).
+                seconds = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+                if ok and chooser is not None and not chooser.keep(seconds):
+                    continue
+                frame = capture.retrieve()[1] if ok else None
+                if frame is None:
                     raise FormatError(
                         f"{self.path}: frame {index} of {self.frame_count} does not decode "
                         "(field: video frames)"
@@ -147,6 +170,10 @@ class VideoFeatures:
     width: int
     height: int
     fps: float
+    kept_frames: int
+    """How many of the `frame_count` frames were tracked and run (see `FrameSource`)."""
+    rate: float
+    """Frames per second of the kept frames."""
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -201,10 +228,11 @@ class _Batcher:
                 track.features.append(feature)
 
 
-def _forget_ended(pending: dict[int, _Pending], live: set[int], min_track_len: int) -> None:
-    """Drop short tracks the tracker has ended: they can never be kept, and their crops
-    would otherwise stay in memory to the end of the video (a long clip makes thousands)."""
-    for track_id in [t for t, track in pending.items() if t not in live]:
+def _forget_ended(pending: dict[int, _Pending], ended: set[int], min_track_len: int) -> None:
+    """Drop short tracks that have ended (the tracker lost them, or the track file has no
+    later box): they can never be kept, and their crops would otherwise stay in memory to
+    the end of the video (a long clip makes thousands)."""
+    for track_id in ended:
         if len(pending[track_id].frame_ids) < min_track_len:
             del pending[track_id]
 
@@ -222,8 +250,10 @@ def extract_video_features(
     """Features (float32, [n, 2048]) of every track with at least `min_track_len` frames.
 
     `tracks` come from a track file; without them the built-in detector and IoU tracker
-    find people. Stages timed: decode, detect/track, crop, features. `progress` shows a bar
-    of video frames done: this loop is most of an inference run.
+    find people. Only the frames `source` keeps are tracked, cropped and run; track-file
+    boxes on other frames are ignored, and the tracker counts its gaps in kept frames.
+    Stages timed: decode, detect/track, crop, features. `progress` shows a bar of video
+    frames done: this loop is most of an inference run.
     """
     from tqdm import tqdm
 
@@ -237,13 +267,16 @@ def extract_video_features(
     else:
         tracker = None
         lookup = {}
+        last_frame: dict[int, int] = {}
         for track in drop_short(tracks, min_track_len):
+            last_frame[track.track_id] = int(np.max(track.frame_ids))
             for frame, box in zip(track.frame_ids, track.boxes, strict=True):
                 lookup.setdefault(int(frame), []).append((track.track_id, box))
     seconds["detect/track"] += time.perf_counter() - start
     batcher = _Batcher(BackboneRunner(backbone, torch.device(device), autocast=True), batch_size)
     pending: dict[int, _Pending] = {}
     frames = source.frames()
+    kept_frames = 0
     # The bar closes before an error propagates, so the error is a line of its own.
     with tqdm(total=source.frame_count, desc="frames", unit="frame", disable=not progress) as bar:
         while True:
@@ -252,15 +285,18 @@ def extract_video_features(
             seconds["decode"] += time.perf_counter() - tick
             if item is None:
                 break
-            bar.update(1)
             index, image = item
+            bar.update(index + 1 - bar.n)
             tick = time.perf_counter()
             if tracker is not None:
                 assert detector is not None
-                people = tracker.update(index, detector.detect(image))
-                _forget_ended(pending, tracker.live_ids(), min_track_len)
+                people = tracker.update(kept_frames, detector.detect(image))
+                _forget_ended(pending, pending.keys() - tracker.live_ids(), min_track_len)
             else:
                 people = lookup.get(index, [])
+                ended = {t for t in pending if last_frame[t] < index}
+                _forget_ended(pending, ended, min_track_len)
+            kept_frames += 1
             seconds["detect/track"] += time.perf_counter() - tick
             for track_id, box in people:
                 tick = time.perf_counter()
@@ -273,6 +309,7 @@ def extract_video_features(
                 if len(track.frame_ids) >= min_track_len:
                     batcher.add(track)
         batcher.flush()
+        bar.update(source.frame_count - bar.n)
     seconds["features"] = batcher.seconds
     kept = [
         TrackFeatures(
@@ -284,4 +321,13 @@ def extract_video_features(
         for track_id, track in sorted(pending.items())
         if len(track.frame_ids) >= min_track_len
     ]
-    return VideoFeatures(kept, source.frame_count, source.width, source.height, source.fps, seconds)
+    return VideoFeatures(
+        kept,
+        source.frame_count,
+        source.width,
+        source.height,
+        source.fps,
+        kept_frames,
+        source.rate,
+        seconds,
+    )

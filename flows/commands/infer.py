@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from flows.commands.options import Device, output_folder, torch_device
+from pipeline.frame_rate import DEMO_FPS
 from storage.layout import SEQLEN
 
 
@@ -41,6 +42,17 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(
             64, min=1, help="Crops per backbone batch and windows per TCMR batch."
         ),
+        fps: float = typer.Option(
+            DEMO_FPS,
+            "--fps",
+            min=0.0,
+            show_default="29.97 (30000/1001, as the demo's ffmpeg step)",
+            help="Frame rate TCMR sees (it was trained on 25-30 fps): a video more than 5% "
+            "faster is thinned to the frames nearest to every 1/FPS s (60 fps: every 2nd); "
+            "a slower video is used whole, never with repeated frames. Frame numbers in the "
+            "outputs and in --tracks stay the video's own. 0 keeps every frame. Ignored for "
+            "an image folder (no timestamps: every image is used).",
+        ),
     ) -> None:
         """Track people, run TCMR and write tcmr_output.pkl/.npz, an overlay video and timings."""
         from flows.infer import run_inference
@@ -55,6 +67,7 @@ def register(app: typer.Typer) -> None:
             min_track_len=min_track_len,
             batch_size=batch_size,
             progress=True,
+            fps=fps,
         )
         typer.echo(report.render())
         if not report.track_ids:

@@ -201,22 +201,27 @@ def _mp4_boxes(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, int]
     return boxes
 
 
-def _variable_rate_mp4(path: Path) -> None:
-    """30 grey frames: the first 15 last 1/30 s each, the last 15 1/10 s (2 s in all).
+def _variable_rate_mp4(
+    path: Path, rates: tuple[tuple[int, int], ...] = ((15, 30), (15, 10))
+) -> None:
+    """Grey frames (level 240 // count * t) in runs of (frames, fps); by default the first 15
+    last 1/30 s each, the last 15 1/10 s (2 s in all).
 
     OpenCV writes a constant-rate mp4 with its moov after mdat; its stts (sample durations)
-    is replaced by two runs, the edit list blanked (a free box) and mdhd/tkhd/mvhd durations
+    is replaced by the runs, the edit list blanked (a free box) and mdhd/tkhd/mvhd durations
     set to the new length, so no sample offset moves."""
+    count = sum(frames for frames, _ in rates)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 30.0, (64, 48))
-    for t in range(30):
-        writer.write(np.full((48, 64, 3), 8 * t, np.uint8))
+    for t in range(count):
+        writer.write(np.full((48, 64, 3), 240 // count * t, np.uint8))
     writer.release()
     data = bytearray(path.read_bytes())
     boxes = _mp4_boxes(data, 0, len(data))
     assert boxes[b"mdat"][0] < boxes[b"moov"][0]
     assert all(data[boxes[kind][0] + 8] == 0 for kind in (b"mdhd", b"mvhd", b"tkhd"))  # v0
     timescale = struct.unpack_from(">I", data, boxes[b"mdhd"][0] + 20)[0]
-    runs = [(15, timescale // 30), (15, timescale // 10)]
+    assert all(timescale % fps == 0 for _, fps in rates)
+    runs = [(frames, timescale // fps) for frames, fps in rates]
     total = sum(count * delta for count, delta in runs)
     movie_scale = struct.unpack_from(">I", data, boxes[b"mvhd"][0] + 20)[0]
     struct.pack_into(">I", data, boxes[b"mdhd"][0] + 24, total)
@@ -280,3 +285,102 @@ def test_hidden_files_in_an_image_folder_are_not_frames(folder: Path) -> None:
     source = FrameSource(folder)
     assert source.frame_count == 6
     assert len(list(source.frames())) == 6
+
+
+def _grey_video(path: Path, fps: float, frames: int) -> Path:
+    """An mp4 whose frame t is flat grey level 6 t, at a constant `fps`."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (64, 48))
+    for t in range(frames):
+        writer.write(np.full((48, 64, 3), 6 * t, np.uint8))
+    writer.release()
+    return path
+
+
+def _kept(source: FrameSource) -> list[int]:
+    """The frame numbers `source` yields, after checking each frame is the video's frame of
+    that number (as reading every frame gives it)."""
+    every = dict(FrameSource(source.path).frames())
+    kept = list(source.frames())
+    for index, frame in kept:
+        np.testing.assert_array_equal(frame, every[index])
+    return [index for index, _ in kept]
+
+
+def test_a_60_fps_video_keeps_every_second_frame_numbered_as_in_the_video(
+    tmp_path: Path,
+) -> None:
+    """Nearest frames to k / 29.97 s: 0, 2, 4, ... (the drift reaches a frame after 500)."""
+    source = FrameSource(_grey_video(tmp_path / "phone.mp4", 60.0, 40), max_fps=30000 / 1001)
+    assert source.frame_count == 40 and source.fps == pytest.approx(60.0)
+    assert source.rate == pytest.approx(29.97, abs=1e-3)
+    assert _kept(source) == list(range(0, 40, 2))
+
+
+def test_a_50_fps_video_keeps_the_nearest_frames(tmp_path: Path) -> None:
+    """Frame nearest to k / 29.97 s at 50 fps: round(k x 1.6683) = 0 2 3 5 7 8 10 12 13 15 17
+    18 20 22 23 (worked by hand: k = 3 gives 5.005, k = 6 gives 10.01)."""
+    source = FrameSource(_grey_video(tmp_path / "pal.mp4", 50.0, 25), max_fps=30000 / 1001)
+    assert _kept(source) == [0, 2, 3, 5, 7, 8, 10, 12, 13, 15, 17, 18, 20, 22, 23]
+
+
+def test_a_120_fps_video_keeps_every_fourth_frame(tmp_path: Path) -> None:
+    source = FrameSource(_grey_video(tmp_path / "slowmo.mp4", 120.0, 24), max_fps=30000 / 1001)
+    assert _kept(source) == [0, 4, 8, 12, 16, 20]
+
+
+@pytest.mark.parametrize(("fps", "max_fps"), [(25.0, 30000 / 1001), (30.0, 30000 / 1001)])
+def test_a_video_at_or_below_the_rate_is_used_whole(
+    tmp_path: Path, fps: float, max_fps: float
+) -> None:
+    """Never duplicated (25 fps stays 25 frames a second), and 30 fps is within 5% of 29.97."""
+    source = FrameSource(_grey_video(tmp_path / "clip.mp4", fps, 12), max_fps=max_fps)
+    assert source.thinned_to is None and source.rate == pytest.approx(fps)
+    assert _kept(source) == list(range(12))
+
+
+def test_max_fps_zero_keeps_every_frame(tmp_path: Path) -> None:
+    source = FrameSource(_grey_video(tmp_path / "phone.mp4", 60.0, 12), max_fps=0)
+    assert source.rate == pytest.approx(60.0)
+    assert _kept(source) == list(range(12))
+
+
+def test_an_image_folder_is_used_whole_whatever_the_rate(folder: Path) -> None:
+    source = FrameSource(folder, max_fps=10.0)
+    assert source.thinned_to is None
+    assert [index for index, _ in source.frames()] == list(range(6))
+
+
+def test_a_variable_rate_video_is_thinned_by_its_timestamps(tmp_path: Path) -> None:
+    """20 frames of 1/60 s, then 20 of 1/30 s (40 fps on average): every 2nd frame of the
+    fast part (frame 20 at 1/3 s is nearest to 10 / 29.97 s), then every frame. Index / fps
+    at the mean rate would keep 27 evenly spread frames instead."""
+    path = tmp_path / "phone.mp4"
+    _variable_rate_mp4(path, rates=((20, 60), (20, 30)))
+    source = FrameSource(path, max_fps=30000 / 1001)
+    assert source.fps == pytest.approx(40.0)
+    indices = [index for index, _ in source.frames()]
+    assert indices == [*range(0, 20, 2), *range(20, 40)]
+
+
+def test_a_track_file_on_a_thinned_video(tmp_path: Path) -> None:
+    """Boxes on dropped frames are ignored (never cropped); a track is long enough only by
+    its kept frames; kept frames keep the video's numbers."""
+    source = FrameSource(_grey_video(tmp_path / "phone.mp4", 60.0, 40), max_fps=30000 / 1001)
+    boxes = np.tile([32.0, 24.0, 20.0, 20.0], (40, 1))
+    tracks = [
+        Track(1, np.arange(40), boxes),  # 20 kept frames
+        Track(2, np.arange(1, 40, 2), boxes[:20]),  # only on dropped frames
+        Track(3, np.arange(30), boxes[:30]),  # 30 boxes, but 15 kept: too short
+    ]
+    backbone = MeanColour()
+    result = extract_video_features(source, backbone, tracks, min_track_len=16, batch_size=8)
+    assert [t.track_id for t in result.tracks] == [1]
+    np.testing.assert_array_equal(result.tracks[0].frame_ids, np.arange(0, 40, 2))
+    assert (result.frame_count, result.kept_frames) == (40, 20)
+    assert result.rate == pytest.approx(29.97, abs=1e-3)
+    assert sum(backbone.batches) == 20  # track 1's kept crops only
+    # Each feature is that of the crop of the video's frame with its number.
+    every = dict(FrameSource(source.path).frames())
+    crops = np.stack([crop_image(every[i], boxes[0], 1.2) for i in range(0, 40, 2)])
+    expected = normalize(crops).mean(axis=(2, 3))
+    np.testing.assert_allclose(result.tracks[0].features[:, :3], expected, atol=1e-4)

@@ -1,0 +1,142 @@
+"""`tcmr infer` at the frame rate TCMR was trained for: a 60 fps video is thinned to 29.97.
+
+The demo resamples every video to 30000/1001 fps before anything else; here the frames
+nearest to that grid are kept, and every output keeps the video's own frame numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import joblib
+import numpy as np
+import pytest
+import torch
+
+from flows.infer import run_inference
+from pipeline.sample.base_data import write_base_data
+from pipeline.sample.people_video import PeopleVideo, mot_lines, write_people_video
+from pipeline.sample.tcmr_checkpoint import write_official_tcmr_checkpoint
+from storage.errors import TcmrError
+from storage.settings import Settings
+
+FRAMES = 32
+TCMR = [sys.executable, "-c", "from flows.cli import main; main()"]
+
+
+@dataclass
+class Phone:
+    root: Path
+    settings: Settings
+    video: PeopleVideo
+    checkpoint: Path
+    tracks: Path
+    """A MOT track file with a box on every frame, the dropped ones included."""
+
+
+@pytest.fixture(scope="module")
+def phone(tmp_path_factory: pytest.TempPathFactory) -> Phone:
+    root = tmp_path_factory.mktemp("infer-fps")
+    write_base_data(root / "base", seed=0)
+    video = write_people_video(root / "phone.mp4", people=1, frames=FRAMES, fps=60.0)
+    tracks = root / "tracks.txt"
+    tracks.write_text("\n".join(mot_lines(video.boxes)) + "\n")
+    checkpoint = write_official_tcmr_checkpoint(root / "tcmr_demo_model.pth.tar")
+    return Phone(root, Settings(base_data=root / "base"), video, checkpoint, tracks)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """In-process runs on one thread, as the CLI run's OMP_NUM_THREADS: on the shared 2-core
+    machine more threads made them several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _overlay(path: Path) -> tuple[int, float]:
+    """Frame count (decoded) and rate of a video."""
+    capture = cv2.VideoCapture(str(path))
+    rate, count = capture.get(cv2.CAP_PROP_FPS), 0
+    while capture.grab():
+        count += 1
+    capture.release()
+    return count, rate
+
+
+def test_cli_default_keeps_every_second_frame_of_a_60_fps_video(phone: Phone) -> None:
+    out = phone.root / "out-default"
+    env = {**os.environ, "TCMR_BASE_DATA": str(phone.settings.base_data), "TCMR_DEVICE": "cpu"}
+    env["OMP_NUM_THREADS"] = "1"
+    args = [str(phone.video.path), "--checkpoint", str(phone.checkpoint), "--out", str(out)]
+    args += ["--tracks", str(phone.tracks), "--min-track-len", "16", "--batch-size", "16"]
+    result = subprocess.run([*TCMR, "infer", *args], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "32 frames at 60.00 fps, 16 kept at 29.97 fps" in result.stdout
+    person = joblib.load(out / "tcmr_output.pkl")[1]
+    # The video's own frame numbers; each box is the track file's box of that frame.
+    np.testing.assert_array_equal(person["frame_ids"], np.arange(0, FRAMES, 2))
+    truth = phone.video.boxes[0][::2]
+    np.testing.assert_allclose(person["bboxes"][:, :2], truth[:, :2] + truth[:, 2:] / 2, atol=0.01)
+    assert person["verts"].shape == (16, 6890, 3)
+    count, rate = _overlay(out / "tcmr_phone_mp4_output.mp4")
+    assert count == 16 and rate == pytest.approx(29.97, abs=0.01)
+    timing = json.loads((out / "timing.json").read_text())
+    assert timing["frames"] == FRAMES and timing["kept_frames"] == 16
+    assert timing["source_fps"] == pytest.approx(60.0)
+    assert timing["kept_fps"] == pytest.approx(30000 / 1001)
+
+
+def test_fps_zero_keeps_every_frame(phone: Phone, tmp_path: Path) -> None:
+    """Boxes on the first 16 frames (few crops) give 16 consecutive frames, not 8."""
+    tracks = tmp_path / "first16.txt"
+    tracks.write_text("\n".join(mot_lines([phone.video.boxes[0][:16]])) + "\n")
+    out = tmp_path / "out"
+    report = run_inference(
+        phone.video.path,
+        phone.checkpoint,
+        out,
+        tracks,
+        device="cpu",
+        min_track_len=16,
+        batch_size=16,
+        settings=phone.settings,
+        fps=0,
+    )
+    assert (report.frames, report.kept_frames, report.rate) == (FRAMES, FRAMES, 60.0)
+    person = joblib.load(out / "tcmr_output.pkl")[1]
+    np.testing.assert_array_equal(person["frame_ids"], np.arange(16))
+    assert _overlay(out / "tcmr_phone_mp4_output.mp4") == (FRAMES, pytest.approx(60.0))
+
+
+def test_a_track_too_short_once_thinned_is_dropped(phone: Phone, tmp_path: Path) -> None:
+    """Boxes on 30 frames of 60 fps are 15 kept frames: under one TCMR window."""
+    tracks = tmp_path / "short.txt"
+    tracks.write_text("\n".join(mot_lines([phone.video.boxes[0][:30]])) + "\n")
+    report = run_inference(
+        phone.video.path,
+        phone.checkpoint,
+        tmp_path / "out",
+        tracks,
+        device="cpu",
+        min_track_len=16,
+        settings=phone.settings,
+    )
+    assert report.track_ids == [] and report.kept_frames == 16
+    assert joblib.load(tmp_path / "out" / "tcmr_output.pkl") == {}
+
+
+def test_negative_fps_is_refused(phone: Phone, tmp_path: Path) -> None:
+    with pytest.raises(TcmrError, match=r"--fps must be 0 .* got -5"):
+        run_inference(
+            phone.video.path, phone.checkpoint, tmp_path / "out", settings=phone.settings, fps=-5
+        )
+    assert not (tmp_path / "out").exists()
