@@ -49,7 +49,7 @@ from storage.reader import content_hashes, open_store
 from storage.schema import SHARD_ROWS
 from storage.settings import BASE_DATA_ORIGINS, get_settings
 from storage.windows import eval_keep_valid
-from storage.writer import Segment, SegmentWriter, StoreWriter, read_pointer
+from storage.writer import Segment, SegmentWriter, StoreWriter, flock, read_pointer
 
 # dataset -> (reader module, reader function, folder of the release layout under a data root)
 READERS: dict[str, tuple[str, str, str]] = {
@@ -594,7 +594,7 @@ def build_lock(request: BuildRequest) -> Iterator[None]:
         ) from error
     with open(path, "a+b") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # unlocked where the FS has no locks
         except BlockingIOError as error:
             raise StoreError(
                 f"{loc.root}/{request.group}: another build of this group is running on "

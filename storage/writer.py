@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import zarr
@@ -202,13 +203,29 @@ def _version(pointer: dict[str, Any] | None) -> tuple[int, str] | None:
     return None if pointer is None else (int(pointer["commit"]), str(pointer["index"]))
 
 
+UNLOCKABLE = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS})
+"""flock errors of a file system that has no locks (the work goes on unlocked)."""
+
+
+def flock(handle: IO[bytes], operation: int) -> bool:
+    """`fcntl.flock`, or False on a file system without locks; other errors are raised."""
+    try:
+        fcntl.flock(handle, operation)
+    except OSError as error:
+        if error.errno in UNLOCKABLE:
+            return False
+        raise
+    return True
+
+
 @contextlib.contextmanager
 def commit_lock(loc: Location, group: str) -> Iterator[None]:
     """Serialize commits and garbage collection of a local group between processes.
 
     An advisory `flock` on `<group>/.commit.lock`, held for milliseconds and released by the
     kernel when its holder dies, so a killed commit never leaves the group locked. Object
-    stores have no such lock: there the check re-reads the pointer just before the swap.
+    stores, and file systems without flock (NFS without a lock daemon answers ENOLCK), have
+    no such lock: there the check re-reads the pointer just before the swap.
     """
     if is_url(loc.root):
         yield
@@ -216,11 +233,8 @@ def commit_lock(loc: Location, group: str) -> Iterator[None]:
     path = Path(loc.root.removeprefix("file://")) / group / ".commit.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        flock(handle, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
 
 
 def read_table(loc: Location, group: str, pointer: dict[str, Any]) -> dict[str, list[Any]]:

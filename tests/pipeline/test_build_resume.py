@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import subprocess
@@ -12,7 +13,14 @@ import numpy as np
 import pytest
 from tfrecord_files import jpeg, write_tracks
 
-from pipeline.build import BuildRequest, build_dataset, extract_shard, finalize_build, plan_build
+from pipeline.build import (
+    BuildRequest,
+    build_dataset,
+    build_lock,
+    extract_shard,
+    finalize_build,
+    plan_build,
+)
 from storage.errors import StoreError
 from storage.reader import open_store
 
@@ -76,3 +84,13 @@ def test_a_second_build_of_a_group_is_refused_while_one_runs(
         running.wait()
 
     assert build_dataset(request).sequences == 1  # the lock went with its process
+
+
+def test_builds_run_unlocked_on_a_filesystem_without_flock(tmp_path: Path, monkeypatch) -> None:
+    def no_locks(handle: object, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr("storage.writer.fcntl.flock", no_locks)
+    request = BuildRequest("insta", "train", tmp_path, str(tmp_path / "s"), tmp_path / "ckpt")
+    with build_lock(request), build_lock(request):  # no lock to hold: neither refuses
+        assert (tmp_path / "s" / ".staging" / "insta" / "train" / "clean.lock").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 from pathlib import Path
 
@@ -199,3 +200,24 @@ def test_a_refresh_opened_before_a_compaction_is_refused_clearly(tmp_path: Path)
     with pytest.raises(StoreError, match=r"another writer committed version 3"):
         refresh.commit()
     assert [s.name for s in open_store(str(tmp_path), GROUP).sequences] == ["S1_walk", "S5_walk"]
+
+
+def test_commits_work_on_a_filesystem_without_flock(tmp_path: Path, monkeypatch) -> None:
+    """NFS without a lock daemon answers flock with ENOLCK: commit unlocked, still checked."""
+
+    def no_locks(handle: object, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr("storage.writer.fcntl.flock", no_locks)
+    _two_versions(tmp_path)
+    stale = StoreWriter(str(tmp_path), GROUP, Provenance(code_version="test"))
+    stale.drop("S1_walk", 0)
+    _finished_shard(tmp_path)
+    writer = StoreWriter(str(tmp_path), GROUP, Provenance(code_version="test"))
+    writer.drop("S5_walk", 0)
+    writer.commit()
+
+    with pytest.raises(StoreError, match="another writer committed version 3"):
+        stale.commit()
+    assert len(collect_garbage(str(tmp_path), GROUP)) == 4  # orphan, S5_walk, 2 old indexes
+    assert [s.name for s in open_store(str(tmp_path), GROUP).sequences] == ["S1_walk"]
