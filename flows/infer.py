@@ -24,7 +24,7 @@ from pipeline.frame_rate import DEMO_FPS
 from pipeline.overlay import PersonDrawing, write_overlay
 from pipeline.tracking import MIN_TRACK_LEN, read_tracks
 from pipeline.video_features import FrameSource, extract_video_features
-from storage.errors import TcmrError
+from storage.errors import MissingFileError, TcmrError
 from storage.layout import COMMON_JOINTS, SEQLEN
 from storage.settings import Settings, get_settings
 
@@ -195,18 +195,21 @@ def run_inference(
     settings: Settings | None = None,
     progress: bool = False,
     fps: float = DEMO_FPS,
+    gender: str = "neutral",
 ) -> InferenceReport:
     """Run TCMR on a video or image folder and write the demo's outputs into `out`.
 
     A video faster than `fps` is thinned to the frames nearest to a 1/fps grid, as the demo
-    resamples to 29.97 fps (0: every frame); frame numbers stay the video's own. `progress`
-    shows a bar of the video frames read, cropped and run through the backbone.
+    resamples to 29.97 fps (0: every frame); frame numbers stay the video's own. The meshes
+    and joints are those of the SMPL model of `gender` (neutral, male or female), as the
+    demo's --gender. `progress` shows a bar of the video frames read, cropped and run
+    through the backbone.
     """
     import torch
 
     from model.backbone import load_spin_backbone
     from model.checkpoint import load_model
-    from model.smpl import SMPL
+    from model.smpl import GENDERS, SMPL
 
     if min_track_len < SEQLEN:
         raise TcmrError(f"--min-track-len must be at least {SEQLEN} (one TCMR window)")
@@ -214,6 +217,8 @@ def run_inference(
         raise TcmrError(f"--batch-size must be positive, got {batch_size}")
     if not fps >= 0:
         raise TcmrError(f"--fps must be 0 (every frame) or a positive rate, got {fps}")
+    if gender not in GENDERS:
+        raise TcmrError(f"--gender must be one of {', '.join(GENDERS)}, got {gender!r}")
     out = Path(out).absolute()
     _check_out(out)
     _check_inputs_outside(
@@ -224,7 +229,10 @@ def run_inference(
     source = FrameSource(video, max_fps=fps)
     tracks = read_tracks(tracks_file, source.frame_count) if tracks_file else None
     tick = time.perf_counter()
-    smpl = SMPL.from_settings(settings=settings)
+    try:
+        smpl = SMPL.from_settings(gender, settings=settings)
+    except MissingFileError as error:
+        raise MissingFileError(f"--gender {gender}: {error}") from error
     model = load_model(checkpoint, smpl).to(device)
     smpl.to(device)
     backbone = load_spin_backbone(settings.base_data_file("spin_model_checkpoint.pth.tar"))
@@ -266,6 +274,7 @@ def run_inference(
             "source_fps": report.source_fps,
             "kept_frames": report.kept_frames,
             "kept_fps": report.rate,
+            "gender": gender,
             "device": device,
             "seconds": seconds,
         }

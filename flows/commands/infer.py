@@ -11,6 +11,14 @@ from pipeline.frame_rate import DEMO_FPS
 from storage.layout import SEQLEN
 
 
+def _gender(value: str) -> str:
+    from model.smpl import GENDERS
+
+    if value not in GENDERS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(GENDERS)}")
+    return value
+
+
 def register(app: typer.Typer) -> None:
     """Add the `infer` command to the `tcmr` app."""
 
@@ -53,6 +61,13 @@ def register(app: typer.Typer) -> None:
             "outputs and in --tracks stay the video's own. 0 keeps every frame. Ignored for "
             "an image folder (no timestamps: every image is used).",
         ),
+        gender: str = typer.Option(
+            "neutral",
+            callback=_gender,
+            help="neutral, male or female: the SMPL model (SMPL_<GENDER>.pkl in the base "
+            "data) that turns the predicted pose and shape into meshes and joints, as the "
+            "demo's --gender.",
+        ),
     ) -> None:
         """Track people, run TCMR and write tcmr_output.pkl/.npz, an overlay video and timings."""
         from flows.infer import run_inference
@@ -68,6 +83,7 @@ def register(app: typer.Typer) -> None:
             batch_size=batch_size,
             progress=True,
             fps=fps,
+            gender=gender,
         )
         typer.echo(report.render())
         if not report.track_ids:

@@ -1,0 +1,122 @@
+"""`tcmr infer --gender`: the demo's choice of SMPL body for the output meshes and joints."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+import torch
+
+from flows.infer import run_inference
+from model.geometry import axis_angle_to_rotmat
+from model.smpl import SMPL
+from pipeline.sample.base_data import write_base_data
+from pipeline.sample.people_video import mot_lines, write_people_video
+from pipeline.sample.tcmr_checkpoint import write_official_tcmr_checkpoint
+from storage.errors import MissingFileError
+from storage.settings import Settings
+
+FRAMES = 16
+TCMR = [sys.executable, "-c", "from flows.cli import main; main()"]
+
+
+@dataclass
+class Clip:
+    root: Path
+    settings: Settings
+    video: Path
+    tracks: Path
+    checkpoint: Path
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Clip:
+    root = tmp_path_factory.mktemp("infer-gender")
+    write_base_data(root / "base", seed=0)
+    video = write_people_video(root / "walk.mp4", people=1, frames=FRAMES)
+    tracks = root / "tracks.txt"
+    tracks.write_text("\n".join(mot_lines(video.boxes)) + "\n")
+    checkpoint = write_official_tcmr_checkpoint(root / "tcmr_demo_model.pth.tar")
+    return Clip(root, Settings(base_data=root / "base"), video.path, tracks, checkpoint)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """In-process runs on one thread, as the CLI runs' OMP_NUM_THREADS (2 shared cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _cli(clip: Clip, out: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TCMR_BASE_DATA": str(clip.settings.base_data), "TCMR_DEVICE": "cpu"}
+    env["OMP_NUM_THREADS"] = "1"
+    args = [str(clip.video), "--checkpoint", str(clip.checkpoint), "--out", str(out)]
+    args += ["--tracks", str(clip.tracks), "--min-track-len", "16", *options]
+    return subprocess.run([*TCMR, "infer", *args], capture_output=True, text=True, env=env)
+
+
+def test_male_meshes_are_the_male_body_of_the_same_prediction(clip: Clip) -> None:
+    run_inference(
+        clip.video,
+        clip.checkpoint,
+        clip.root / "neutral",
+        clip.tracks,
+        device="cpu",
+        min_track_len=16,
+        settings=clip.settings,
+    )
+    done = _cli(clip, clip.root / "male", "--gender", "male")
+    assert done.returncode == 0, done.stderr
+    neutral = joblib.load(clip.root / "neutral" / "tcmr_output.pkl")[1]
+    male = joblib.load(clip.root / "male" / "tcmr_output.pkl")[1]
+    # The same prediction (TCMR does not depend on the body) ...
+    for key in ("pose", "betas", "pred_cam", "orig_cam"):
+        np.testing.assert_allclose(male[key], neutral[key], atol=1e-5)
+    # ... but another body: the male SMPL file's mesh and joints for that pose and shape.
+    assert np.abs(male["verts"] - neutral["verts"]).max() > 1e-3
+    body = SMPL.from_settings("male", settings=clip.settings)
+    rotmat = axis_angle_to_rotmat(torch.from_numpy(male["pose"]).reshape(-1, 24, 3))
+    with torch.no_grad():
+        expected = body(torch.from_numpy(male["betas"]), rotmat.float())
+    np.testing.assert_allclose(male["verts"], expected.vertices.numpy(), atol=1e-4)
+    np.testing.assert_allclose(male["joints3d"], expected.joints.numpy(), atol=1e-4)
+
+
+def test_a_missing_male_model_is_named(clip: Clip, tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    base.mkdir()
+    for path in clip.settings.base_data.iterdir():
+        if path.name != "SMPL_MALE.pkl":
+            os.symlink(path, base / path.name)
+    missing = base / "SMPL_MALE.pkl"
+    with pytest.raises(MissingFileError, match=rf"--gender male: {re.escape(str(missing))} not"):
+        run_inference(
+            clip.video,
+            clip.checkpoint,
+            tmp_path / "out",
+            clip.tracks,
+            device="cpu",
+            min_track_len=16,
+            settings=Settings(base_data=base),
+            gender="male",
+        )
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_gender_is_refused_on_the_cli(clip: Clip, tmp_path: Path) -> None:
+    done = _cli(clip, tmp_path / "out", "--gender", "robot")
+    assert done.returncode == 2
+    assert "--gender" in done.stderr and "'robot' is not one of neutral, male, female" in (
+        " ".join(done.stderr.replace("│", " ").split())
+    )
+    assert not (tmp_path / "out").exists()
