@@ -140,3 +140,22 @@ def test_negative_fps_is_refused(phone: Phone, tmp_path: Path) -> None:
             phone.video.path, phone.checkpoint, tmp_path / "out", settings=phone.settings, fps=-5
         )
     assert not (tmp_path / "out").exists()
+
+
+def test_the_built_in_detector_tracks_the_kept_frames(phone: Phone, tmp_path: Path) -> None:
+    """Without a track file the detector sees only the kept frames (its tracker's gaps count
+    kept frames); the person is found on each of them, numbered as in the video."""
+    report = run_inference(
+        phone.video.path,
+        phone.checkpoint,
+        tmp_path / "out",
+        device="cpu",
+        min_track_len=16,
+        batch_size=16,
+        settings=phone.settings,
+    )
+    assert report.track_ids == [1] and report.kept_frames == 16
+    person = joblib.load(tmp_path / "out" / "tcmr_output.pkl")[1]
+    np.testing.assert_array_equal(person["frame_ids"], np.arange(0, FRAMES, 2))
+    truth = phone.video.boxes[0][::2]
+    assert np.abs(person["bboxes"][:, :2] - (truth[:, :2] + truth[:, 2:] / 2)).max() < 6
