@@ -7,7 +7,6 @@ exactly those globals are allow-listed and nothing else.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from model.config import ModelConfig
 from model.smpl import SMPL
 from model.tcmr import TCMR
 from storage.errors import FormatError, MissingFileError
+from storage.files import write_atomic_stream
 
 FORMAT = "tcmr-pipeline/checkpoint"
 FORMAT_VERSION = 1
@@ -132,7 +132,6 @@ def save_checkpoint(
 ) -> Path:
     """Write atomically (temp file, then os.replace) so a killed save leaves the old file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -141,13 +140,7 @@ def save_checkpoint(
         "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
         "extra": dict(extra or {}),
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic_stream(path, lambda handle: torch.save(payload, handle))
 
 
 def _our_checkpoint(payload: Any, path: Path) -> Checkpoint:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 
 def write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
@@ -27,3 +28,18 @@ def write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
     finally:
         temporary.unlink(missing_ok=True)
     return path
+
+
+def write_atomic_stream(path: Path, write: Callable[[BinaryIO], object]) -> Path:
+    """`write_atomic` for a writer given the open file rather than its name.
+
+    What it writes cannot depend on the temporary name: `torch.save` given a path names the
+    folder inside its zip archive after that path, so the same checkpoint written twice
+    (a different process id each time) would get two checksums.
+    """
+
+    def to_file(temporary: Path) -> None:
+        with open(temporary, "wb") as handle:
+            write(handle)
+
+    return write_atomic(path, to_file)

@@ -22,7 +22,7 @@ import torch
 
 from pipeline.sample.body import symmetric_vertex_ids, synthetic_smpl_arrays
 from pipeline.sample.py2pickle import dumps_py2
-from storage.files import write_atomic
+from storage.files import write_atomic, write_atomic_stream
 
 SMPL_FILES: dict[str, str] = {
     "neutral": "SMPL_NEUTRAL.pkl",
@@ -236,7 +236,7 @@ def write_spin_checkpoint(path: Path, params: dict[str, np.ndarray], seed: int =
         "dataset_perm": torch.randperm(4096, generator=gen),
         "total_step_count": 180_000,
     }
-    return write_atomic(path, lambda tmp: torch.save(checkpoint, tmp))
+    return write_atomic_stream(path, lambda handle: torch.save(checkpoint, handle))
 
 
 def _save_npy(path: Path, array: np.ndarray) -> Path:

@@ -7,11 +7,12 @@ against itself. Values are seeded random numbers of the scale a trained model ha
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from storage.files import write_atomic_stream
 
 FEATURES = 2048
 HIDDEN = 1024
@@ -197,8 +198,4 @@ def write_official_tcmr_checkpoint(
         "disc_motion_state_dict": disc,
         "disc_motion_optimizer": _adam_state(disc, lr=1e-4, weight_decay=1e-4),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(checkpoint, tmp)
-    os.replace(tmp, path)
-    return path
+    return write_atomic_stream(path, lambda handle: torch.save(checkpoint, handle))

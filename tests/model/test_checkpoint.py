@@ -233,7 +233,7 @@ def test_interrupted_save_keeps_the_previous_file(
     good = path.read_bytes()
 
     def killed(obj, f, *args, **kwargs) -> None:
-        Path(f).write_bytes(b"half a checkpoi")
+        f.write(b"half a checkpoi")  # the open temporary file
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", killed)

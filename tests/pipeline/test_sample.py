@@ -82,3 +82,20 @@ def test_killed_sample_data_keeps_the_earlier_sample_whole(tmp_path: Path) -> No
     assert not (out / "3DPW" / "notes.txt").exists()  # each folder is replaced whole
     assert sorted(p.name for p in out.iterdir()) == sorted(folders)
     assert _listing(out) != before
+
+
+def test_base_data_and_checkpoints_are_the_same_bytes_from_every_process(tmp_path: Path) -> None:
+    # A build keys its stores on the SPIN checkpoint's checksum: base data written again by
+    # another process (another temporary name) must not look like a new backbone.
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from pipeline.sample.base_data import write_base_data\n"
+        "from pipeline.sample.tcmr_checkpoint import write_official_tcmr_checkpoint\n"
+        "out = Path(sys.argv[1]); write_base_data(out)\n"
+        "write_official_tcmr_checkpoint(out / 'tcmr_demo_model.pth.tar')\n"
+    )
+    for run in ("a", "b"):
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / run)], check=True)
+    for name in ("spin_model_checkpoint.pth.tar", "tcmr_demo_model.pth.tar", "SMPL_NEUTRAL.pkl"):
+        first, second = (tmp_path / run / name for run in ("a", "b"))
+        assert first.read_bytes() == second.read_bytes(), name
