@@ -49,7 +49,14 @@ from storage.reader import content_hashes, open_store
 from storage.schema import SHARD_ROWS
 from storage.settings import BASE_DATA_ORIGINS, get_settings
 from storage.windows import eval_keep_valid
-from storage.writer import Segment, SegmentWriter, StoreWriter, flock, read_pointer
+from storage.writer import (
+    Segment,
+    SegmentWriter,
+    StoreWriter,
+    flock,
+    read_pointer,
+    reusable_provenance,
+)
 
 # dataset -> (reader module, reader function, folder of the release layout under a data root)
 READERS: dict[str, tuple[str, str, str]] = {
@@ -416,14 +423,16 @@ def plan_build(request: BuildRequest, shard_frames: int = SHARD_ROWS) -> BuildPl
         source_manifest_digest=digest,
     )
     loc = location(request.store)
-    pointer = read_pointer(loc, request.group)
-    stored = Provenance.from_dict(pointer["provenance"]) if pointer is not None else None
+    pointer = read_pointer(loc, request.group, any_version=True)
+    stored = reusable_provenance(pointer, f"{loc.root}/{request.group}")
     result = BuildResult(
         request.dataset, request.split, request.variant, f"{loc.root}/{request.group}", "built"
     )
     plan = BuildPlan(request, result, started=started)
     # Windows indexed under another evaluation rule (a store of an older build) are redone.
-    indexed = pointer is not None and pointer["eval_keep_valid"] == eval_keep_valid(request.dataset)
+    indexed = pointer is not None and pointer.get("eval_keep_valid") == eval_keep_valid(
+        request.dataset
+    )
     if stored is not None and indexed and _unchanged(stored, expected, request.crop_scale is None):
         result.status = "unchanged"
         loc.delete(f".staging/{request.group}")  # a plan abandoned before the sources reverted

@@ -43,7 +43,7 @@ from storage.provenance import Provenance
 from storage.reader import content_hashes
 from storage.schema import SHARD_ROWS
 from storage.settings import get_settings
-from storage.writer import SegmentWriter, StoreWriter, read_pointer
+from storage.writer import SegmentWriter, StoreWriter, read_pointer, reusable_provenance
 
 CHUNK_FRAMES = 32
 """Frames per decode task (a record over several videos is one task)."""
@@ -481,8 +481,7 @@ def extract_to_store(
         source_manifest_digest=source_manifest_digest,
     )
     loc = location(root)
-    pointer = read_pointer(loc, group)
-    stored = Provenance.from_dict(pointer["provenance"]) if pointer is not None else None
+    stored = reusable_provenance(read_pointer(loc, group, any_version=True), f"{loc.root}/{group}")
     reusable = stored is not None and not stored.differences(provenance)
     done = content_hashes(loc, group) if reusable else {}
     mode = "append" if reusable else "overwrite"

@@ -42,7 +42,7 @@ from storage.provenance import Provenance
 from storage.reader import content_hashes
 from storage.schema import FEATURE_DTYPES
 from storage.windows import eval_keep_valid
-from storage.writer import StoreWriter, read_pointer
+from storage.writer import StoreWriter, read_pointer, reusable_provenance
 
 DATASETS: tuple[str, ...] = ("3dpw", "mpii3d", "h36m", "posetrack", "pennaction", "insta")
 
@@ -327,8 +327,9 @@ def import_db(
     scale = default_crop_scale(dataset, split) if crop_scale is None else crop_scale
     provenance = import_provenance(path, scale, code_version(), features_dtype)
     loc = location(root, storage_options)
-    pointer = read_pointer(loc, group)
-    stored_provenance = Provenance.from_dict(pointer["provenance"]) if pointer else None
+    stored_provenance = reusable_provenance(
+        read_pointer(loc, group, any_version=True), f"{loc.root}/{group}"
+    )
     rebuild = stored_provenance is None or bool(stored_provenance.incompatibilities(provenance))
     stored = {} if rebuild else content_hashes(loc, group)
     incoming: dict[tuple[str, int], str] = {}

@@ -181,8 +181,12 @@ class SegmentWriter:
         return Segment(self.segment_id, self._written, list(self._sequences))
 
 
-def read_pointer(loc: Location, group: str) -> dict[str, Any] | None:
-    """The committed pointer of a group, or None when no store was ever committed there."""
+def read_pointer(loc: Location, group: str, any_version: bool = False) -> dict[str, Any] | None:
+    """The committed pointer of a group, or None when no store was ever committed there.
+
+    A pointer of another schema version is a StoreError, unless `any_version` (for writers
+    that replace the store whatever it holds).
+    """
     try:
         zgroup = zarr.open_group(loc.zarr_store(read_only=True), path=group, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError):
@@ -191,7 +195,7 @@ def read_pointer(loc: Location, group: str) -> dict[str, Any] | None:
     if pointer is None:
         return None
     version = pointer.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version != SCHEMA_VERSION and not any_version:
         raise StoreError(
             f"store {loc.root}/{group} has schema version {version}; this code reads version "
             f"{SCHEMA_VERSION}. Rebuild the store (or import it again) with this version."
@@ -199,8 +203,16 @@ def read_pointer(loc: Location, group: str) -> dict[str, Any] | None:
     return dict(pointer)
 
 
-def _version(pointer: dict[str, Any] | None) -> tuple[int, str] | None:
-    return None if pointer is None else (int(pointer["commit"]), str(pointer["index"]))
+def reusable_provenance(pointer: dict[str, Any] | None, where: str) -> Provenance | None:
+    """The provenance of a pointer read with `any_version`; None when there is no store of
+    this schema version to reuse (one of another version is rebuilt, never read)."""
+    if pointer is None or pointer.get("schema_version") != SCHEMA_VERSION:
+        return None
+    return Provenance.from_dict(pointer["provenance"], f"{where} attributes")
+
+
+def _version(pointer: dict[str, Any] | None) -> tuple[Any, Any] | None:
+    return None if pointer is None else (pointer.get("commit"), pointer.get("index"))
 
 
 UNLOCKABLE = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS})
@@ -277,7 +289,7 @@ class StoreWriter:
         self.group = group.strip("/")
         self.provenance = provenance
         self.eval_keep_valid = True if eval_keep_valid is None else eval_keep_valid
-        pointer = read_pointer(self.location, self.group)
+        pointer = read_pointer(self.location, self.group, any_version=mode == "overwrite")
         self._previous = pointer
         self._table: dict[str, list[Any]] = {column: [] for column in SEQUENCE_COLUMNS}
         if pointer is not None and mode == "append":
@@ -367,7 +379,7 @@ class StoreWriter:
                 ):
                     table[column].append(value)
         with commit_lock(self.location, self.group):
-            current = read_pointer(self.location, self.group)
+            current = read_pointer(self.location, self.group, any_version=True)
             if _version(current) != _version(self._previous):
                 raise StoreError(self._outdated(current))
             self._check_present([segment for segment in segments if segment.sequences])
@@ -378,7 +390,7 @@ class StoreWriter:
             index_id = self._write_index(table, valid)
             pointer = {
                 "schema_version": SCHEMA_VERSION,
-                "commit": (self._previous["commit"] if self._previous else 0) + 1,
+                "commit": int((self._previous or {}).get("commit", 0)) + 1,
                 "index": f"index/{index_id}",
                 "segments": sorted(set(table["segment"])),
                 "frames": int(sum(table["length"])),
@@ -392,9 +404,9 @@ class StoreWriter:
 
     def _outdated(self, current: dict[str, Any] | None) -> str:
         """Why a commit was refused: the group changed since this writer read it."""
-        read = f"version {self._previous['commit']}" if self._previous else "no version"
+        read = f"version {self._previous.get('commit')}" if self._previous else "no version"
         now = (
-            f"another writer committed version {current['commit']} ({current['index']})"
+            f"another writer committed version {current.get('commit')} ({current.get('index')})"
             if current is not None
             else "its committed version was removed"
         )

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import zarr
 
 from pipeline.build import BuildRequest, plan_build
 from pipeline.sample.base_data import write_base_data
 from pipeline.sample.pw3d import write_3dpw
+from storage.backend import STORE_ATTR
+from storage.provenance import Provenance
 from storage.writer import StoreWriter
 
 
@@ -55,3 +58,23 @@ def test_a_3dpw_store_is_rebuilt_when_the_body_model_changes(tmp_path: Path) -> 
 
     assert again.result.status == "built" and not again.append
     assert again.provenance.label_model_sha256 != plan.provenance.label_model_sha256
+
+
+def test_a_store_of_another_schema_version_is_rebuilt_not_an_error(tmp_path: Path) -> None:
+    base_data = tmp_path / "base_data"
+    written = write_base_data(base_data, seed=0)
+    truth = write_3dpw(tmp_path / "raw", seed=0)
+    checkpoint = written["spin_model_checkpoint.pth.tar"]
+    request = BuildRequest(
+        "3dpw", "test", truth.root, str(tmp_path / "stores"), checkpoint, base_data=base_data
+    )
+    writer = StoreWriter(request.store, request.group, Provenance(code_version="old"))
+    writer.add("stand-in", 0, 30.0, "h", _sequence(16))
+    writer.commit()
+    group = zarr.open_group(request.store, path=request.group, mode="a")
+    group.attrs.put({STORE_ATTR: dict(group.attrs[STORE_ATTR], schema_version=0)})
+
+    plan = plan_build(request)
+
+    assert plan.result.status == "built" and not plan.append
+    assert plan.shards  # every sequence is extracted again
