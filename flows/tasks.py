@@ -29,11 +29,12 @@ from pipeline.build import (
     BuildResult,
     Shard,
     ShardResult,
+    build_lock,
     extract_shard,
     finalize_build,
     plan_build,
 )
-from storage.errors import TcmrError
+from storage.errors import StoreError, TcmrError
 from storage.schema import SHARD_ROWS
 
 
@@ -161,8 +162,28 @@ def build_parts(
     """Download what has links, then plan, extract and commit every part.
 
     Every part's shards run as their own task runs (on the GPU-resource worker when one is
-    named); one failed download, plan, shard or commit fails its part only.
+    named); one failed download, plan, shard or commit fails its part only. This process
+    holds each part's `build_lock` throughout, so a part another build of the same local
+    store is writing fails at once instead of racing it.
     """
+    with contextlib.ExitStack() as held:
+        busy: dict[int, str] = {}
+        for i, request in enumerate(requests):
+            try:
+                held.enter_context(build_lock(request))
+            except StoreError as error:
+                busy[i] = str(error)
+        return _build_locked_parts(requests, downloads, gpu_resource, shard_frames, busy)
+
+
+def _build_locked_parts(
+    requests: list[BuildRequest],
+    downloads: dict[str, dict[str, Any]],
+    gpu_resource: str | None,
+    shard_frames: int,
+    busy: dict[int, str],
+) -> list[PartOutcome]:
+    """`build_parts`' work, in its flow run; the parts in `busy` fail with that error."""
     roots = {r.dataset: r.root for r in requests}
     fetched = {
         dataset: download_dataset.submit(dataset, roots[dataset], urls)
@@ -173,7 +194,9 @@ def build_parts(
     plans: dict[int, PrefectFuture[BuildPlan]] = {}
     for i, request in enumerate(requests):
         error = failed_downloads.get(request.dataset, "")
-        if error:
+        if i in busy:
+            errors[i] = busy[i]
+        elif error:
             errors[i] = f"download failed: {error}"
         else:
             plans[i] = plan_part.submit(request, shard_frames)
