@@ -594,22 +594,33 @@ def build_lock(request: BuildRequest) -> Iterator[None]:
     if is_url(loc.root):
         yield
         return
-    path = Path(loc.root.removeprefix("file://")) / ".staging" / f"{request.group}.lock"
+    root = Path(loc.root.removeprefix("file://"))
+    path = root / ".staging" / f"{request.group}.lock"
+    folders = [path.parent, *path.parent.parents[: len(path.parent.relative_to(root).parts)]]
+    created = [folder for folder in reversed(folders) if not folder.exists()]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as error:
         raise StoreError(
             f"{loc.root}: the store root is not a folder ({error}) (field `store`)"
         ) from error
-    with open(path, "a+b") as handle:
-        try:
-            flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # unlocked where the FS has no locks
-        except BlockingIOError as error:
-            raise StoreError(
-                f"{loc.root}/{request.group}: another build of this group is running on "
-                f"this store (it holds {path}); wait for it to finish, or stop it and run again"
-            ) from error
-        yield
+    try:
+        with open(path, "a+b") as handle:
+            try:
+                flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # unlocked where FS has no locks
+            except BlockingIOError as error:
+                raise StoreError(
+                    f"{loc.root}/{request.group}: another build of this group is running on "
+                    f"this store (it holds {path}); wait for it to finish, or stop it and run "
+                    "again"
+                ) from error
+            yield
+    finally:
+        if created:  # a build refused before it wrote anything leaves no store behind
+            path.unlink(missing_ok=True)
+            for folder in reversed(created):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when empty
 
 
 def build_dataset(
