@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import json
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import fsspec
 import numpy as np
 import zarr
 from zarr.core.sync import sync
@@ -237,7 +239,8 @@ def commit_lock(loc: Location, group: str) -> Iterator[None]:
     An advisory `flock` on `<group>/.commit.lock`, held for milliseconds and released by the
     kernel when its holder dies, so a killed commit never leaves the group locked. Object
     stores, and file systems without flock (NFS without a lock daemon answers ENOLCK), have
-    no such lock: there the check re-reads the pointer just before the swap.
+    no such lock: there the check re-reads the pointer just before the swap, which on S3 is
+    conditional on that read (`StoreWriter._read_current`).
     """
     if is_url(loc.root):
         yield
@@ -260,6 +263,10 @@ def read_table(loc: Location, group: str, pointer: dict[str, Any]) -> dict[str, 
             f"store {loc.root}/{group}: index {pointer['index']} has no valid sequence table"
         )
     return dict(table)
+
+
+Conditional = tuple[fsspec.AbstractFileSystem, str, dict[str, Any], str]
+"""(filesystem, path of the group's zarr.json, its JSON document, its ETag) for an S3 swap."""
 
 
 class StoreWriter:
@@ -379,7 +386,7 @@ class StoreWriter:
                 ):
                     table[column].append(value)
         with commit_lock(self.location, self.group):
-            current = read_pointer(self.location, self.group, any_version=True)
+            current, conditional = self._read_current()
             if _version(current) != _version(self._previous):
                 raise StoreError(self._outdated(current))
             self._check_present([segment for segment in segments if segment.sequences])
@@ -397,10 +404,46 @@ class StoreWriter:
                 "eval_keep_valid": self.eval_keep_valid,
                 "provenance": self.provenance.to_dict(),
             }
-            zgroup = zarr.open_group(self.location.zarr_store(), path=self.group, mode="a")
-            zgroup.attrs.put({STORE_ATTR: pointer})
+            if conditional is None:
+                zgroup = zarr.open_group(self.location.zarr_store(), path=self.group, mode="a")
+                zgroup.attrs.put({STORE_ATTR: pointer})
+            else:
+                self._swap_if_unchanged(pointer, *conditional)
         self._previous, self._table, self._dropped = pointer, table, set()
         return index_id
+
+    def _read_current(self) -> tuple[dict[str, Any] | None, Conditional | None]:
+        """The committed pointer now, and on S3 what a conditional swap of it needs.
+
+        S3 replaces an object only if its ETag still matches (If-Match), which closes the
+        window between this read and the swap that no lock covers on an object store.
+        """
+        fs, base = self.location.filesystem()
+        path = f"{base}/{self.group}/zarr.json"
+        if not is_url(self.location.root) or "s3" not in fs.protocol or not fs.exists(path):
+            return read_pointer(self.location, self.group, any_version=True), None
+        etag = fs.info(path)["ETag"]
+        document = json.loads(fs.cat_file(path))
+        return document.get("attributes", {}).get(STORE_ATTR), (fs, path, document, etag)
+
+    def _swap_if_unchanged(
+        self,
+        pointer: dict[str, Any],
+        fs: fsspec.AbstractFileSystem,
+        path: str,
+        document: dict[str, Any],
+        etag: str,
+    ) -> None:
+        """Write the group's metadata with the new pointer unless it changed since read."""
+        document = {**document, "attributes": {**document.get("attributes", {})}}
+        document["attributes"][STORE_ATTR] = pointer
+        try:
+            fs.pipe_file(path, json.dumps(document, indent=2).encode(), IfMatch=etag)
+        except OSError as error:
+            current = read_pointer(self.location, self.group, any_version=True)
+            if _version(current) != _version(self._previous):
+                raise StoreError(self._outdated(current)) from error
+            raise
 
     def _outdated(self, current: dict[str, Any] | None) -> str:
         """Why a commit was refused: the group changed since this writer read it."""

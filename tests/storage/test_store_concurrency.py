@@ -221,3 +221,34 @@ def test_commits_work_on_a_filesystem_without_flock(tmp_path: Path, monkeypatch)
         stale.commit()
     assert len(collect_garbage(str(tmp_path), GROUP)) == 4  # orphan, S5_walk, 2 old indexes
     assert [s.name for s in open_store(str(tmp_path), GROUP).sequences] == ["S1_walk"]
+
+
+def test_on_s3_a_commit_landing_between_check_and_swap_is_not_overwritten(
+    s3_options: dict, monkeypatch
+) -> None:
+    """No lock covers an object store: the swap is an If-Match PUT of the metadata read."""
+    root = Location("s3://tcmr-stores/raced", s3_options)
+    provenance = Provenance(code_version="test")
+    first = StoreWriter(root, GROUP, provenance)
+    first.add("S1_walk", 0, 25.0, "h1", make_sequence(20, seed=1))
+    first.commit()
+    slow = StoreWriter(root, GROUP, provenance)
+    slow.add("S6_walk", 0, 25.0, "h6", make_sequence(19, seed=6))
+    fs, _ = root.filesystem()  # fsspec's shared instance: the one the commit swaps with
+    real_pipe, raced = fs.pipe_file, []
+
+    def other_commit_lands_first(path: str, value: bytes, **kwargs: object) -> object:
+        if path.endswith(f"{GROUP}/zarr.json") and not raced:
+            raced.append(path)  # once: the other writer's own swap goes straight through
+            fast = StoreWriter(root, GROUP, provenance)
+            fast.add("S5_walk", 0, 25.0, "h5", make_sequence(18, seed=5))
+            fast.commit()
+        return real_pipe(path, value, **kwargs)
+
+    monkeypatch.setattr(fs, "pipe_file", other_commit_lands_first)
+    with pytest.raises(StoreError, match=r"another writer committed version 2"):
+        slow.commit()
+    monkeypatch.undo()
+
+    store = open_store(root, GROUP)
+    assert [s.name for s in store.sequences] == ["S1_walk", "S5_walk"]
