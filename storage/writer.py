@@ -437,13 +437,15 @@ class StoreWriter:
         """Write the group's metadata with the new pointer unless it changed since read."""
         document = {**document, "attributes": {**document.get("attributes", {})}}
         document["attributes"][STORE_ATTR] = pointer
+        data = json.dumps(document, indent=2).encode()
         try:
-            fs.pipe_file(path, json.dumps(document, indent=2).encode(), IfMatch=etag)
+            fs.pipe_file(path, data, IfMatch=etag)
         except OSError as error:
             current = read_pointer(self.location, self.group, any_version=True)
             if _version(current) != _version(self._previous):
                 raise StoreError(self._outdated(current)) from error
-            raise
+            # Pointer unchanged: an S3-compatible server without If-Match; swap as elsewhere.
+            fs.pipe_file(path, data)
 
     def _outdated(self, current: dict[str, Any] | None) -> str:
         """Why a commit was refused: the group changed since this writer read it."""
