@@ -252,3 +252,26 @@ def test_on_s3_a_commit_landing_between_check_and_swap_is_not_overwritten(
 
     store = open_store(root, GROUP)
     assert [s.name for s in store.sequences] == ["S1_walk", "S5_walk"]
+
+
+def test_on_s3_servers_without_if_match_still_commit(s3_options: dict, monkeypatch) -> None:
+    root = Location("s3://tcmr-stores/no-if-match", s3_options)
+    provenance = Provenance(code_version="test")
+    first = StoreWriter(root, GROUP, provenance)
+    first.add("S1_walk", 0, 25.0, "h1", make_sequence(20, seed=1))
+    first.commit()
+    fs, _ = root.filesystem()
+    real_pipe = fs.pipe_file
+
+    def rejects_if_match(path: str, value: bytes, **kwargs: object) -> object:
+        if "IfMatch" in kwargs:
+            raise OSError(95, "NotImplemented: A header you provided implies functionality")
+        return real_pipe(path, value, **kwargs)
+
+    monkeypatch.setattr(fs, "pipe_file", rejects_if_match)
+    second = StoreWriter(root, GROUP, provenance)
+    second.add("S5_walk", 0, 25.0, "h5", make_sequence(18, seed=5))
+    second.commit()
+    monkeypatch.undo()
+
+    assert [s.name for s in open_store(root, GROUP).sequences] == ["S1_walk", "S5_walk"]
