@@ -195,20 +195,26 @@ def load_voc_occluders(voc_root: Path, cache_dir: Path | None = None) -> Occlude
 
     The cache file name carries a hash of the root path and its annotation listing, so a
     changed VOC copy builds a new bank instead of reusing a stale one; an unreadable cache
-    file (a cut-off copy) is rebuilt, and an unwritable cache folder only logs a warning. A missing, corrupt or truncated image of a kept object
-    is a FormatError naming it: a bank silently short of objects would change the occlusions.
+    file (a cut-off copy) is rebuilt, and an unwritable cache folder only logs a warning.
+    The last bank also stays in memory, so a build's shards (or a read-only VOC copy's,
+    which has no cache) get it without reading or building it again. A missing, corrupt or
+    truncated image of a kept object is a FormatError naming it: a bank silently short of
+    objects would change the occlusions.
     """
     voc_root = Path(voc_root)
     annotation_dir = voc_root / "Annotations"
     if not annotation_dir.is_dir():
         raise MissingFileError(f"{annotation_dir}: not found; expected a PASCAL VOC 2012 root")
     annotations = sorted(annotation_dir.glob("*.xml"))
+    listing = _listing_hash(voc_root, annotations)
+    if listing in _LAST_BANK:
+        return _LAST_BANK[listing]
     cache = None
     if cache_dir is not None:
-        cache = Path(cache_dir) / f"voc-occluders-{_listing_hash(voc_root, annotations)}.npz"
+        cache = Path(cache_dir) / f"voc-occluders-{listing}.npz"
         cached = _load_bank(cache) if cache.is_file() else None
         if cached is not None:
-            return cached
+            return _remember(listing, cached)
     occluders = [o for a in annotations for o in _occluders_from_annotation(voc_root, a)]
     if not occluders:
         raise FormatError(
@@ -221,6 +227,16 @@ def load_voc_occluders(voc_root: Path, cache_dir: Path | None = None) -> Occlude
             _save_bank(cache, bank)
         except OSError as error:  # a read-only VOC copy still gives its occluders
             log.warning("%s: occluder bank not cached (%s)", cache, error)
+    return _remember(listing, bank)
+
+
+_LAST_BANK: dict[str, OccluderBank] = {}
+"""The VOC bank this process loaded last, by its listing hash (one entry: banks are large)."""
+
+
+def _remember(listing: str, bank: OccluderBank) -> OccluderBank:
+    _LAST_BANK.clear()
+    _LAST_BANK[listing] = bank
     return bank
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipeline import occlusion
 from pipeline.occlusion import (
     OccluderBank,
     frame_rng,
@@ -15,7 +16,12 @@ from pipeline.occlusion import (
     occlude,
     procedural_occluders,
 )
-from storage.errors import FormatError
+from storage.errors import FormatError, MissingFileError
+
+
+def as_a_new_process() -> None:
+    """Forget the bank this process loaded last, as another process would not have it."""
+    occlusion._LAST_BANK.clear()
 
 
 def voc_palette() -> list[int]:
@@ -100,6 +106,7 @@ def test_voc_bank_is_cached_per_root(voc_root: Path, tmp_path: Path) -> None:
     first = load_voc_occluders(voc_root, cache)
     files = list(cache.glob("*.npz"))
     assert len(files) == 1
+    as_a_new_process()
     second = load_voc_occluders(voc_root, cache)
     assert second.content_hash == first.content_hash and second.kind == "voc"
     write_voc_image(
@@ -189,6 +196,7 @@ def test_unreadable_bank_cache_is_rebuilt(voc_root: Path, tmp_path: Path) -> Non
     first = load_voc_occluders(voc_root, cache)
     (cached,) = cache.glob("*.npz")
     cached.write_bytes(cached.read_bytes()[:100])  # a cut-off copy of the cache folder
+    as_a_new_process()
     again = load_voc_occluders(voc_root, cache)
     assert again.content_hash == first.content_hash
     assert load_voc_occluders(voc_root, cache).content_hash == first.content_hash
@@ -202,8 +210,22 @@ def test_unwritable_cache_folder_still_gives_the_bank(
     blocked = voc_root / ".tcmr"
     blocked.write_text("not a folder")
     bank = load_voc_occluders(voc_root, blocked)
+    as_a_new_process()
     assert bank.content_hash == load_voc_occluders(voc_root).content_hash
     assert ".tcmr" in caplog.text and "not cached" in caplog.text
+
+
+def test_a_process_builds_an_uncached_bank_once(voc_root: Path) -> None:
+    # Every shard of a build asks for the bank; with a read-only VOC copy there is no cache,
+    # and rebuilding it per shard would read every VOC object again. The bank stays in
+    # memory for the same annotation listing: a second load reads no image (one removed
+    # meanwhile goes unnoticed), while another process builds it anew.
+    first = load_voc_occluders(voc_root)
+    (voc_root / "JPEGImages" / "2007_000032.jpg").unlink()
+    assert load_voc_occluders(voc_root) is first
+    as_a_new_process()
+    with pytest.raises(MissingFileError, match="2007_000032"):
+        load_voc_occluders(voc_root)
 
 
 def test_any_integer_seed_gives_reproducible_occlusions() -> None:
