@@ -81,12 +81,15 @@ def _alpha(cutoff: np.ndarray | float, freq: float) -> np.ndarray | float:
 
 def one_euro_array(
     x: np.ndarray,
-    freq: float = 30.0,
-    min_cutoff: float = 1.0,
-    beta: float = 0.0,
+    freq: float = 1.0,
+    min_cutoff: float = ONE_EURO_MIN_CUTOFF,
+    beta: float = ONE_EURO_BETA,
     d_cutoff: float = 1.0,
 ) -> np.ndarray:
-    """One-Euro filter along axis 0 of x (T, ...): cutoff = min_cutoff + beta * |dx/dt|."""
+    """One-Euro filter along axis 0 of x (T, ...): cutoff = min_cutoff + beta * |dx/dt|.
+
+    Defaults: the official settings, time in frames (`freq` 1) whatever the frame rate.
+    """
     x = np.asarray(x, dtype=np.float64)
     out = np.empty_like(x)
     if len(x) == 0:
@@ -104,7 +107,10 @@ def one_euro_array(
 
 
 def one_euro(
-    rotmat: Tensor, freq: float = 30.0, min_cutoff: float = 1.0, beta: float = 0.0
+    rotmat: Tensor,
+    freq: float = 1.0,
+    min_cutoff: float = ONE_EURO_MIN_CUTOFF,
+    beta: float = ONE_EURO_BETA,
 ) -> Tensor:
     """One-Euro filter of one sequence's rotations (T,J,3,3) on their quaternions."""
     quat = one_euro_array(_continuous_quaternions(rotmat), freq, min_cutoff, beta)
@@ -120,5 +126,5 @@ def apply_filter(name: str, rotmat: Tensor) -> Tensor:
     if name == "slerp":
         return slerp_average(rotmat)
     if name == "one-euro":
-        return one_euro(rotmat, freq=1.0, min_cutoff=ONE_EURO_MIN_CUTOFF, beta=ONE_EURO_BETA)
+        return one_euro(rotmat)
     raise ValueError(f"unknown filter {name!r}; choose one of {FILTERS}")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from model.filters import ONE_EURO_BETA, ONE_EURO_MIN_CUTOFF, one_euro, one_euro_array
+from model.filters import one_euro, one_euro_array
 from model.geometry import axis_angle_to_rotmat, rotmat_to_axis_angle
 from model.tcmr import TCMR
 from storage.layout import SEQLEN
@@ -98,15 +98,15 @@ def _run_windows(
 def _smoothed(
     model: TCMR, pose: np.ndarray, betas: np.ndarray, batch_size: int
 ) -> dict[str, np.ndarray]:
-    """One-Euro filtered pose (on rotations) and betas, with mesh and joints recomputed.
+    """One-Euro filtered pose (rotations) and betas, official settings; mesh and joints redone.
 
     SMPL runs `batch_size` frames at a time: it needs about 1 MB a frame, so a long track
     at once (tens of thousands of frames) would not fit in a GPU's memory.
     """
     device = next(model.parameters()).device
     rotmat = axis_angle_to_rotmat(torch.from_numpy(pose).double().reshape(-1, 24, 3))
-    rotmat = one_euro(rotmat, freq=1.0, min_cutoff=ONE_EURO_MIN_CUTOFF, beta=ONE_EURO_BETA).float()
-    betas = one_euro_array(betas, freq=1.0, min_cutoff=ONE_EURO_MIN_CUTOFF, beta=ONE_EURO_BETA)
+    rotmat = one_euro(rotmat).float()
+    betas = one_euro_array(betas)
     betas_t = torch.from_numpy(betas).float()
     verts, joints = [], []
     for start in range(0, len(pose), batch_size):
