@@ -5,9 +5,10 @@ Three steps the `build-features` / `refresh` flows run as tasks and `build_datas
 
 1. `plan_build`: a cheap digest of the source files (paths, sizes, mtimes) is compared with
    the one the store recorded; when it and every value-affecting input (checkpoint, crop
-   scale, occluders, seed, label body model, code version) match, nothing is parsed. Otherwise the dataset is
-   parsed, new or changed sequences (per-sequence content hash) are staged one file each next
-   to the store, and grouped into shards of about `SHARD_ROWS` frames.
+   scale, occluders, seed, label body model, code version) match, nothing is parsed.
+   Otherwise the dataset is parsed, new or changed sequences (per-sequence content hash) are
+   staged one file each next to the store, and grouped into shards of about `SHARD_ROWS`
+   frames.
 2. `extract_shard`: one shard's staged sequences through the backbone into its own segment.
 3. `finalize_build`: one atomic commit adopts every shard's segment and drops removed
    sequences (the store writes the window indexes), then the staging folder goes.
