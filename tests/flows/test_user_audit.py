@@ -144,19 +144,26 @@ def test_evaluate_shows_a_progress_bar(
     assert (tmp_path / "eval" / "metrics.json").is_file()
 
 
-def test_infer_shows_a_progress_bar(
-    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
-) -> None:
-    """Reading, cropping and the backbone take a while per frame: the command shows a bar."""
+def infer_walk(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, *options: str
+) -> subprocess.CompletedProcess[str]:
+    """`tcmr infer` on a 16-frame clip of one walking person, with a tiny checkpoint."""
     from pipeline.sample.people_video import write_people_video
 
     base = penn_sample(tmp_path_factory) / "base_data"
     tiny_checkpoint(tmp_path / "tiny.pt", base)
     write_people_video(tmp_path / "walk.mp4", people=1, frames=16)
-    done = tcmr(
-        "infer", "walk.mp4", "--checkpoint", "tiny.pt", "--out", "out", "--min-track-len", "16",
-        "--batch-size", "16", cwd=tmp_path, base_data=str(base), device="cpu",
+    return tcmr(
+        "infer", "walk.mp4", "--checkpoint", "tiny.pt", "--out", "out", *options,
+        cwd=tmp_path, base_data=str(base), device="cpu",
     )  # fmt: skip
+
+
+def test_infer_shows_a_progress_bar(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """Reading, cropping and the backbone take a while per frame: the command shows a bar."""
+    done = infer_walk(tmp_path_factory, tmp_path, "--min-track-len", "16", "--batch-size", "16")
 
     assert done.returncode == 0, done.stderr
     assert "frames: 100%" in done.stderr and "16/16 [" in done.stderr
@@ -167,15 +174,7 @@ def test_infer_that_tracks_nobody_says_so(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
     """A clip shorter than --min-track-len used to end like a success, with empty outputs."""
-    from pipeline.sample.people_video import write_people_video
-
-    base = penn_sample(tmp_path_factory) / "base_data"
-    tiny_checkpoint(tmp_path / "tiny.pt", base)
-    write_people_video(tmp_path / "walk.mp4", people=1, frames=16)
-    done = tcmr(
-        "infer", "walk.mp4", "--checkpoint", "tiny.pt", "--out", "out", "--min-track-len", "17",
-        cwd=tmp_path, base_data=str(base), device="cpu",
-    )  # fmt: skip
+    done = infer_walk(tmp_path_factory, tmp_path, "--min-track-len", "17")
 
     assert done.returncode == 0, done.stderr
     assert "16 frames, 0 tracks []" in done.stdout
