@@ -44,7 +44,7 @@ from pipeline.occlusion import OccluderBank, load_voc_occluders, procedural_occl
 from storage.backend import is_url, location
 from storage.errors import FormatError, MissingFileError, StoreError, TcmrError
 from storage.hashing import file_sha256, hash_files
-from storage.maintenance import plan_refresh
+from storage.maintenance import STAGING, plan_refresh
 from storage.provenance import Provenance
 from storage.reader import content_hashes, open_store
 from storage.schema import SHARD_ROWS
@@ -436,7 +436,7 @@ def plan_build(request: BuildRequest, shard_frames: int = SHARD_ROWS) -> BuildPl
     )
     if stored is not None and indexed and _unchanged(stored, expected, request.crop_scale is None):
         result.status = "unchanged"
-        loc.delete(f".staging/{request.group}")  # a plan abandoned before the sources reverted
+        loc.delete(f"{STAGING}/{request.group}")  # a plan abandoned before the sources reverted
         result.sequences, result.frames, result.windows = _group_counts(request)
         result.seconds = time.time() - started
         return plan
@@ -473,7 +473,7 @@ def plan_build(request: BuildRequest, shard_frames: int = SHARD_ROWS) -> BuildPl
             work.update(f"{record.name}\0{record.person_id}\0{record.content_hash}\n".encode())
     work.update(f"shard_frames={shard_frames} staging_format={STAGING_FORMAT}".encode())
     fs, base = loc.filesystem()
-    group_staging = f"{base}/.staging/{request.group}"
+    group_staging = f"{base}/{STAGING}/{request.group}"
     plan.staging = f"{group_staging}/{work.hexdigest()[:16]}"
     for old in fs.ls(group_staging, detail=False) if fs.exists(group_staging) else []:
         if old.rstrip("/").rsplit("/", 1)[-1] != plan.staging.rsplit("/", 1)[-1]:
@@ -596,7 +596,7 @@ def build_lock(request: BuildRequest) -> Iterator[None]:
         yield
         return
     root = Path(loc.root.removeprefix("file://"))
-    path = root / ".staging" / f"{request.group}.lock"
+    path = root / STAGING / f"{request.group}.lock"
     folders = [path.parent, *path.parent.parents[: len(path.parent.relative_to(root).parts)]]
     created = [folder for folder in reversed(folders) if not folder.exists()]
     try:
